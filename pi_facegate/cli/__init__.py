@@ -1,0 +1,121 @@
+"""The ``facegate`` command line.
+
+``main(argv) -> int`` is callable from tests with an argument list, the way gpiozero's
+``CliTool`` is. Each subcommand lives in its own module of this package and exposes
+``register(subparsers, parents)``; this module only builds the parser, dispatches, and maps
+exceptions to exit codes in one place: a :class:`~pi_facegate.exc.FacegateError` or an
+``OSError`` is a one-line message and exit status 1, a usage error is status 2, anything
+unexpected is a traceback (and status 70). ``DEBUG=1`` re-raises so a developer sees the
+traceback of every error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from pi_facegate import __version__
+from pi_facegate.exc import FacegateError
+
+# Subcommand modules, in the order `--help` lists them. A module that does not exist yet
+# is simply not offered; a module that exists but fails to import is a real error.
+COMMAND_MODULES = (
+    "run",
+    "enroll",
+    "identify",
+    "people",
+    "events",
+    "config_cmd",
+    "eval_cmd",
+    "bench",
+)
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_SOFTWARE = 70  # sysexits.h EX_SOFTWARE
+
+
+def common_options() -> argparse.ArgumentParser:
+    """Options every subcommand accepts, so tests and demos can run fully isolated."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config",
+        type=Path,
+        metavar="PATH",
+        help="config file (default: /etc/pi-facegate/config.yaml if present, "
+        "else the repository's config.yaml)",
+    )
+    common.add_argument(
+        "--state-dir",
+        type=Path,
+        metavar="DIR",
+        help="where the gallery and the event log live unless the config names them "
+        "(default: /var/lib/pi-facegate as a service, a per-user data folder otherwise)",
+    )
+    common.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more log output (repeatable)"
+    )
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full parser with every available subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="facegate",
+        description="Face-recognition door controller for the Raspberry Pi.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    parents = [common_options()]
+    for name in COMMAND_MODULES:
+        if importlib.util.find_spec(f"{__name__}.{name}") is None:
+            continue
+        module = importlib.import_module(f"{__name__}.{name}")
+        module.register(subparsers, parents)
+    return parser
+
+
+def setup_logging(verbosity: int) -> None:
+    """Plain stderr logging for CLI use (the daemon adds journald itself)."""
+    level = logging.WARNING - 10 * min(verbosity, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``facegate`` with ``argv`` (default ``sys.argv[1:]``); return the exit status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse exits on --help, --version and usage errors
+        return int(exc.code or 0)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_USAGE
+    setup_logging(getattr(args, "verbose", 0))
+    debug = os.environ.get("DEBUG") == "1"
+    try:
+        return int(args.func(args) or EXIT_OK)
+    except KeyboardInterrupt:
+        return 130
+    except (FacegateError, OSError) as exc:
+        if debug:
+            raise
+        print(f"facegate: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except Exception:
+        if debug:
+            raise
+        logging.getLogger("pi_facegate").exception("unexpected error")
+        return EXIT_SOFTWARE
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""Exception hierarchy.
+
+Every error the appliance reports to a user is a :class:`FacegateError`. Like gpiozero's
+``exc.py``, each also inherits from the closest builtin, so callers that only know
+``ValueError`` or ``OSError`` still catch them. The CLI turns a ``FacegateError`` into a
+one-line message and exit status 1 (a traceback only with ``DEBUG=1``).
+"""
+
+
+class FacegateError(Exception):
+    """Base class of every error pi-facegate reports to a user."""
+
+
+class ConfigError(FacegateError, ValueError):
+    """The configuration file is missing, unreadable or invalid."""
+
+
+class ModelError(FacegateError, RuntimeError):
+    """A bundled model or its manifest is missing, corrupt or unusable."""
+
+
+class ImageError(FacegateError, ValueError):
+    """An image file could not be read or decoded."""
+
+
+class NoFaceError(FacegateError, ValueError):
+    """An image that must show exactly one face shows none, or none usable."""
+
+
+class MultipleFacesError(FacegateError, ValueError):
+    """An image that must show exactly one face shows several."""
+
+
+class GalleryError(FacegateError, RuntimeError):
+    """The gallery file is unreadable, corrupt, or not usable with this embedder."""
+
+
+class GalleryMismatchError(GalleryError):
+    """The gallery was made by a different embedder; its embeddings cannot be compared."""
+
+
+class PersonNotFoundError(FacegateError, KeyError):
+    """No person of that name (or id) is in the gallery."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else "person not found"
+
+
+class DuplicatePersonError(FacegateError, ValueError):
+    """A person of that name exists already, or the face already matches someone else."""
+
+
+class CameraError(FacegateError, OSError):
+    """The camera could not be opened, or stopped delivering frames."""
+
+
+class DoorError(FacegateError, RuntimeError):
+    """The door I/O (relay, contact, buttons) could not be set up."""

@@ -1,0 +1,88 @@
+"""Model manifests: everything the code knows about a bundled model comes from here.
+
+Each model in ``models/`` has a JSON manifest beside it (``<name>.json``) giving its file,
+input size and normalisation, output layout, alignment template, embedding size, metric,
+default threshold and margin, provenance and sha256. Code reads the manifest; nothing about
+a model is hard-coded twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pi_facegate.exc import ModelError
+from pi_facegate.paths import models_dir
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A parsed manifest; ``data`` keeps the full JSON for backend-specific fields."""
+
+    path: Path
+    data: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return str(self.data["name"])
+
+    @property
+    def kind(self) -> str:
+        return str(self.data["kind"])
+
+    @property
+    def model_path(self) -> Path:
+        return self.path.parent / self.data["file"]
+
+    @property
+    def sha256(self) -> str:
+        """The model file's sha256: the fingerprint a gallery records for its embedder."""
+        return str(self.data["sha256"])
+
+    def __getitem__(self, key: str) -> Any:
+        return self.data[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.data.get(key, default)
+
+    def verify(self) -> None:
+        """Raise :class:`ModelError` unless the model file exists and matches its sha256."""
+        if not self.model_path.is_file():
+            raise ModelError(f"model file {self.model_path} named by {self.path} is missing")
+        if file_sha256(self.model_path) != self.sha256:
+            raise ModelError(
+                f"model file {self.model_path} does not match the sha256 in {self.path}: "
+                "it is corrupt or was rebuilt without updating its manifest"
+            )
+
+
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def load_manifest(name_or_path: str | Path, verify: bool = True) -> Manifest:
+    """Load a manifest by model name (looked up in ``models/``) or by path to its JSON."""
+    path = Path(name_or_path)
+    if path.suffix != ".json":
+        path = models_dir() / f"{name_or_path}.json"
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise ModelError(f"no model manifest at {path}") from exc
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot read model manifest {path}: {exc}") from exc
+    for key in ("name", "kind", "file", "sha256"):
+        if key not in data:
+            raise ModelError(f"model manifest {path} lacks the key {key!r}")
+    manifest = Manifest(path, data)
+    if verify:
+        manifest.verify()
+    return manifest

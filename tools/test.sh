@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Run the test suite: sets up .venv if needed (tools/bootstrap.sh), then pytest.
+# Extra arguments go to pytest, e.g. tools/test.sh -k gallery. pytest's "no tests ran"
+# (exit 5) counts as a failure.
+set -uo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+venv=${FACEGATE_VENV:-$here/.venv}
+"$here/tools/bootstrap.sh" "$venv" || exit 1
+cd "$here" || exit 1
+"$venv/bin/python" -m pytest "$@"
+status=$?
+if [ "$status" -eq 5 ]; then
+  echo "test.sh: pytest collected no tests: treating as a failure" >&2
+  exit 1
+fi
+exit "$status"
