@@ -1,0 +1,48 @@
+"""The similarity fit recovers known transforms exactly and never shears."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pi_facegate.align import Aligner, AlignmentTemplate, similarity_transform
+from pi_facegate.detection import Face
+
+
+def _apply(matrix: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    return pts @ matrix[:, :2].T + matrix[:, 2]
+
+
+@pytest.mark.parametrize("angle,scale,shift", [(0.0, 1.0, (0, 0)), (0.4, 2.5, (10, -7)), (-1.2, 0.3, (100, 50))])
+def test_recovers_a_known_similarity(angle, scale, shift):
+    rng = np.random.default_rng(1)
+    src = rng.uniform(0, 200, size=(5, 2))
+    c, s = np.cos(angle), np.sin(angle)
+    truth = np.array([[scale * c, -scale * s, shift[0]], [scale * s, scale * c, shift[1]]])
+    fitted = similarity_transform(src, _apply(truth, src))
+    np.testing.assert_allclose(fitted, truth, atol=1e-9)
+
+
+def test_never_reflects_or_shears():
+    src = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    dst = src * np.array([1.0, -1.0])  # a mirror image: not a similarity
+    m = similarity_transform(src, dst)[:, :2]
+    assert np.linalg.det(m) > 0
+    assert m[0, 0] == pytest.approx(m[1, 1]) and m[0, 1] == pytest.approx(-m[1, 0])
+
+
+def test_align_puts_keypoints_on_the_template():
+    template = AlignmentTemplate(
+        size=50,
+        indices=(0, 1, 2, 3),
+        points=np.array([[15.0, 20.0], [35.0, 20.0], [25.0, 30.0], [25.0, 38.0]]),
+        weights=np.ones(4),
+    )
+    image = np.zeros((200, 200, 3), dtype=np.uint8)
+    kps = np.zeros((6, 2))
+    kps[:4] = template.points * 2 + 40  # the same face, twice as large, shifted
+    image[int(kps[0, 1]), int(kps[0, 0])] = 255  # mark the right eye
+    chip = Aligner(template).align(image, Face((0, 0, 1, 1), 1.0, kps))
+    assert chip.shape == (50, 50, 3)
+    y, x = np.unravel_index(np.argmax(chip[:, :, 0]), chip.shape[:2])
+    assert abs(x - 15) <= 1 and abs(y - 20) <= 1
