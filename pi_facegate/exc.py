@@ -46,6 +46,10 @@ class PersonNotFoundError(FacegateError, KeyError):
         return str(self.args[0]) if self.args else "person not found"
 
 
+class InvalidPersonError(FacegateError, ValueError):
+    """A person's name (empty, overlong, control characters) or embeddings (none, NaN) are unusable."""
+
+
 class DuplicatePersonError(FacegateError, ValueError):
     """A person of that name exists already, or the face already matches someone else."""
 
@@ -54,5 +58,17 @@ class CameraError(FacegateError, OSError):
     """The camera could not be opened, or stopped delivering frames."""
 
 
+class CameraTimeoutError(CameraError, TimeoutError):
+    """No frame arrived within the time a caller was willing to wait.
+
+    Kept apart from other camera errors because a timeout alone is not a broken camera:
+    the supervisor only reopens once frames have been missing for its stall limit.
+    """
+
+
 class DoorError(FacegateError, RuntimeError):
     """The door I/O (relay, contact, buttons) could not be set up."""
+
+
+class EventLogError(FacegateError, RuntimeError):
+    """The event log file is unreadable, corrupt, not an event log, or cannot be written."""
