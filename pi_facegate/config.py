@@ -190,7 +190,7 @@ class DetectorConfig(FacegateBaseModel):
         description="detector model: a manifest name in models/ or a path to its .json",
     )
     min_score: float = Field(
-        0.6,
+        0.75,
         gt=0.0,
         lt=1.0,
         description="detector confidence 0..1 below which a face is ignored; higher = fewer "
@@ -248,7 +248,7 @@ class QualityConfig(FacegateBaseModel):
         "larger = stricter",
     )
     min_sharpness: float = Field(
-        40.0,
+        15.0,
         ge=0.0,
         le=10000.0,
         description="smallest variance of the Laplacian of the face crop; larger = stricter "
@@ -258,8 +258,8 @@ class QualityConfig(FacegateBaseModel):
         0.4,
         ge=0.0,
         le=1.0,
-        description="largest left/right asymmetry of the eye-to-nose distances, 0 (frontal) "
-        "..1 (profile); smaller = stricter",
+        description="largest head turn: nose-tip offset from the eyes' midpoint in eye "
+        "distances, 0 (frontal) ..1; smaller = stricter",
     )
     min_brightness: float = Field(
         40.0, ge=0.0, le=255.0, description="darkest acceptable mean grey level of the face, 0..255"

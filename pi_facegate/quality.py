@@ -24,8 +24,8 @@ class QualityLimits:
     """Thresholds of the gate; ``0`` disables a check."""
 
     min_face_size: float = 60.0  # shorter side of the detector box, frame pixels
-    min_sharpness: float = 40.0  # variance of the Laplacian of the grey chip
-    max_yaw: float = 0.35  # |nose offset from the eyes' midpoint| / eye distance
+    min_sharpness: float = 15.0  # variance of the Laplacian of the grey chip
+    max_yaw: float = 0.4  # |nose offset from the eyes' midpoint| / eye distance
     min_brightness: float = 40.0  # mean grey level of the chip, 0..255
     max_brightness: float = 220.0
 

@@ -99,7 +99,7 @@ def test_empty_mapping_gives_the_documented_defaults():
     )
     assert config.camera.fps == 15 and config.camera.detect_width == 320
     assert (config.camera.retry_initial_seconds, config.camera.retry_max_seconds) == (1, 30)
-    assert config.detector.min_score == 0.6 and config.detector.min_face_size == 40
+    assert config.detector.min_score == 0.75 and config.detector.min_face_size == 40
     assert config.matching.threshold is None and config.matching.min_margin is None
     assert (config.access.votes_required, config.access.window_frames) == (3, 5)
     assert config.door.simulate is False

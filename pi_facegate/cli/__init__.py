@@ -83,13 +83,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def setup_logging(verbosity: int) -> None:
-    """Plain stderr logging for CLI use (the daemon adds journald itself)."""
-    level = logging.WARNING - 10 * min(verbosity, 2)
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    """Plain stderr logging for CLI use (``facegate run`` switches to its configured level)."""
+    from pi_facegate.logsetup import setup_logging as setup
+
+    setup(logging.WARNING - 10 * min(verbosity, 2), journal=False)
+
+
+def quiet_native_logs() -> None:
+    """Keep TensorFlow Lite's and MediaPipe's C++ INFO chatter off the terminal and journal.
+
+    Both log through glog/absl before any Python logging is set up; these variables must be
+    set before the libraries load. An operator's own settings win.
+    """
+    for key, value in (("TF_CPP_MIN_LOG_LEVEL", "2"), ("GLOG_minloglevel", "2")):
+        os.environ.setdefault(key, value)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``facegate`` with ``argv`` (default ``sys.argv[1:]``); return the exit status."""
+    quiet_native_logs()
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

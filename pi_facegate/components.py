@@ -1,0 +1,111 @@
+"""Wiring: build the pipeline's parts from a validated config.
+
+The parts themselves take plain arguments and know nothing of the config file; this module
+is the one place that maps config sections onto constructors, for the CLI, the daemon and
+the benchmark alike.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from pi_facegate.align import Aligner
+from pi_facegate.config import Config
+from pi_facegate.detection import Detector
+from pi_facegate.detection.factory import create_detector
+from pi_facegate.embedder import Embedder
+from pi_facegate.gallery import Gallery
+from pi_facegate.manifest import Manifest, load_manifest
+from pi_facegate.pipeline import Recognizer
+from pi_facegate.quality import QualityLimits
+
+
+def build_detector(config: Config, video: bool = False) -> Detector:
+    """The configured detector backend (``auto`` decides from the CPU before importing)."""
+    d = config.detector
+    return create_detector(
+        d.backend,
+        model=d.model,
+        min_score=d.min_score,
+        min_face_size=d.min_face_size,
+        video=video,
+        num_threads=d.threads,
+    )
+
+
+def build_embedder(config: Config) -> Embedder:
+    """The configured embedder, its manifest checked against the model file."""
+    return Embedder(load_manifest(config.embedder.model), num_threads=config.embedder.threads)
+
+
+def quality_limits(config: Config) -> QualityLimits:
+    """The live-camera quality gate from ``quality:``."""
+    q = config.quality
+    return QualityLimits(
+        min_face_size=q.min_face_size,
+        min_sharpness=q.min_sharpness,
+        max_yaw=q.max_yaw,
+        min_brightness=q.min_brightness,
+        max_brightness=q.max_brightness,
+    )
+
+
+def still_limits(config: Config) -> QualityLimits:
+    """The gate for photographs given on the command line: size and pose only.
+
+    A photo is a deliberate choice of an administrator; its sharpness and lighting are
+    whatever the photo has, so only what makes an embedding meaningless is refused.
+    """
+    return QualityLimits(
+        min_face_size=config.detector.min_face_size,
+        min_sharpness=0.0,
+        max_yaw=config.quality.max_yaw,
+        min_brightness=0.0,
+        max_brightness=0.0,
+    )
+
+
+def build_recognizer(config: Config, video: bool = False, embedder: Embedder | None = None) -> Recognizer:
+    """Detector + aligner + embedder, closing what was built if a later part fails."""
+    embedder = embedder or build_embedder(config)
+    aligner = Aligner.from_manifest(embedder.manifest)
+    detector = build_detector(config, video=video)
+    return Recognizer(
+        detector,
+        aligner,
+        embedder,
+        quality_limits(config),
+        detect_width=config.camera.detect_width if video else 0,
+    )
+
+
+def match_settings(config: Config, embedder: Embedder) -> tuple[float, float]:
+    """(threshold, min_margin): the config's, else the embedder manifest's defaults."""
+    defaults = embedder.manifest["embedding"]
+    threshold = config.matching.threshold
+    margin = config.matching.min_margin
+    return (
+        float(defaults["threshold"] if threshold is None else threshold),
+        float(defaults.get("min_margin", 0.0) if margin is None else margin),
+    )
+
+
+def embedder_fingerprint(manifest: Manifest) -> str:
+    """What a gallery records about the embedder that made its vectors.
+
+    Two things decide where a face lands in embedding space: the model file and the way
+    chips are cut for it (the alignment template). Both go into the fingerprint, so a
+    gallery made before either changed is refused instead of silently mismatching.
+    """
+    alignment = json.dumps(manifest.get("alignment", {}).get("template"), sort_keys=True)
+    digest = hashlib.sha256(f"{manifest.sha256}\n{alignment}".encode()).hexdigest()
+    return f"{manifest.name}:{digest[:16]}"
+
+
+def open_gallery(path: Path, embedder: Embedder, create: bool = True) -> Gallery:
+    """The gallery at ``path``, refusing one made by another embedder."""
+    return Gallery.open(
+        path, fingerprint=embedder_fingerprint(embedder.manifest), embedding_size=embedder.size, create=create
+    )
