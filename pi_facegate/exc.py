@@ -11,6 +11,10 @@ class FacegateError(Exception):
     """Base class of every error pi-facegate reports to a user."""
 
 
+class UsageError(FacegateError, ValueError):
+    """A command was called with arguments that do not make sense together."""
+
+
 class ConfigError(FacegateError, ValueError):
     """The configuration file is missing, unreadable or invalid."""
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from pi_facegate import components
 from pi_facegate.cli.recognition import add_gallery_option, add_json_option, analyse_photos, print_json, setup
-from pi_facegate.exc import DuplicatePersonError, NoFaceError, PersonNotFoundError
+from pi_facegate.exc import DuplicatePersonError, NoFaceError, PersonNotFoundError, UsageError
 from pi_facegate.matcher import search
 
 
@@ -24,11 +24,16 @@ def register(subparsers, parents) -> None:
     p = subparsers.add_parser(
         "enroll",
         parents=parents,
-        help="enrol a person from photos",
-        description="Enrol NAME from photos that each show exactly one face.",
+        help="enrol a person from photos, or at the door",
+        description="Enrol NAME from photos that each show exactly one face "
+        "(facegate enroll NAME IMAGE...). At the door: 'facegate enroll arm --name NAME' lets the "
+        "next press of the enrolment button capture that person; 'enroll status' and "
+        "'enroll cancel' show and end an armed window; 'enroll NAME --camera' captures from this "
+        "machine's camera with progress in the terminal.",
     )
-    p.add_argument("name", metavar="NAME")
-    p.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
+    p.add_argument("name", metavar="NAME", help="the person's name, or one of: " + ", ".join(DOOR_ACTIONS))
+    p.add_argument("images", nargs="*", type=Path, metavar="IMAGE")
+    p.add_argument("--camera", action="store_true", help="capture from the configured camera instead of photos")
     p.add_argument("--update", action="store_true", help="add these photos to an existing person")
     p.add_argument("--force", action="store_true", help="store even if the face matches another person")
     p.add_argument("--disabled", action="store_true", help="store the person without access for now")
@@ -36,6 +41,11 @@ def register(subparsers, parents) -> None:
     add_gallery_option(p)
     add_json_option(p)
     p.set_defaults(func=enroll)
+
+
+# `facegate enroll arm|status|cancel` (door enrolment, pi_facegate.cli.enrolment) share the
+# command with photo enrolment; these words are therefore not usable as names here.
+DOOR_ACTIONS = ("arm", "status", "cancel")
 
 
 def photo_verdicts(results) -> tuple[list[dict], list[np.ndarray]]:
@@ -59,6 +69,12 @@ def photo_verdicts(results) -> tuple[list[dict], list[np.ndarray]]:
 
 
 def enroll(args: argparse.Namespace) -> int:
+    if args.name in DOOR_ACTIONS or args.camera:
+        from pi_facegate.cli import enrolment
+
+        return enrolment.dispatch(args)
+    if not args.images:
+        raise UsageError("give at least one IMAGE (or --camera to capture from the camera)")
     config, gallery_path = setup(args)
     embedder = components.build_embedder(config)
     threshold, margin = components.match_settings(config, embedder)
