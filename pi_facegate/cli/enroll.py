@@ -118,9 +118,9 @@ def enroll(args: argparse.Namespace) -> int:
 
 
 def _refuse_lookalikes(index, vectors: np.ndarray, name: str, threshold: float, margin: float) -> None:
-    """Raise if any new face is accepted as somebody other than ``name``."""
+    """Raise if any new face would be recognised as somebody other than ``name``."""
     for match in search(index, vectors, threshold, margin):
-        if match is not None and match.distance <= threshold and match.name != name:
+        if match is not None and match.recognised and match.name != name:
             raise DuplicatePersonError(
                 f"this face already matches {match.name!r} (distance {match.distance:.3f}); "
                 "nothing stored. Use --force if they really are different people"
