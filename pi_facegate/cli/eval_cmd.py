@@ -129,10 +129,13 @@ def eval_pairs(args: argparse.Namespace) -> int:
     pairs_file = args.pairs or args.root / "pairs.txt"
     if not pairs_file.is_file():
         raise FacegateError(f"no pairs file at {pairs_file}")
-    if pairs_file.suffix == ".csv":
-        pairs, folds = evaluation.parse_csv_pairs(pairs_file, args.root)
-    else:
-        pairs, folds = evaluation.parse_lfw_pairs(pairs_file, args.root)
+    try:
+        if pairs_file.suffix == ".csv":
+            pairs, folds = evaluation.parse_csv_pairs(pairs_file, args.root)
+        else:
+            pairs, folds = evaluation.parse_lfw_pairs(pairs_file, args.root)
+    except (ValueError, KeyError) as exc:
+        raise FacegateError(f"cannot read pairs file: {exc}") from exc
     images = sorted({p.left for p in pairs} | {p.right for p in pairs})
     pe = PhotoEmbedder(args)
     progress = Progress(len(images), "embedding", not args.quiet)
