@@ -162,3 +162,73 @@ def test_reload_keeps_the_last_good_config_and_sigterm_locks(facedata, state):
     assert events[-1].kind == "stopped"
     assert "unlocked" not in [e.kind for e in events]
     assert "Traceback" not in stderr
+
+
+def _start_daemon(config: Path, state: Path, listener: NotifyListener) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "pi_facegate", "run", "--config", str(config), "--state-dir", str(state),
+         "--simulate-gpio"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=_env(NOTIFY_SOCKET=str(listener.path)),
+    )
+
+
+def _stop(proc: subprocess.Popen, listener: NotifyListener) -> str:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    listener.close()
+    return proc.communicate()[1]
+
+
+def test_a_person_enrolled_while_the_daemon_runs_is_let_in(facedata, state):
+    examples = facedata / "face_recognition_examples" / "examples"
+    frames = state / "frames"
+    frames.mkdir()
+    for name in ("obama.jpg", "obama2.jpg", "obama-480p.jpg"):
+        (frames / name).symlink_to(examples / name)
+    config = state / "config.yaml"
+    config.write_text(f"camera:\n  type: replay\n  replay:\n    path: {frames}\n    fps: 10\n    loop: true\n")
+    assert main(["enroll", "--config", str(config), "--state-dir", str(state), "Joe Biden",
+                 str(examples / "biden.jpg")]) == 0
+    listener = NotifyListener(state / "notify.sock")
+    proc = _start_daemon(config, state, listener)
+    try:
+        listener.wait_for("READY=1")
+        _wait_for_event(state / "events.db", "denied")  # Obama is a stranger to this door
+        assert "granted" not in _kinds(state / "events.db")
+        assert main(["enroll", "--config", str(config), "--state-dir", str(state), "Barack Obama",
+                     str(examples / "knn_examples" / "train" / "obama" / "obama.jpg")]) == 0
+        enrolled_at = time.time()
+        _wait_for_event(state / "events.db", "granted")
+    finally:
+        stderr = _stop(proc, listener)
+    granted = next(e for e in EventLog(state / "events.db").query() if e.kind == "granted")
+    assert granted.person == "Barack Obama"
+    # the gallery is polled twice a second; three votes at 10 fps take another 0.3 s
+    assert granted.time - enrolled_at < 2.5, stderr[-2000:]
+
+
+def test_a_camera_that_cannot_be_opened_keeps_the_door_locked_and_the_daemon_up(state):
+    config = state / "config.yaml"
+    config.write_text(
+        f"camera:\n  type: opencv\n  device: {state / 'no-such-camera.mp4'}\n"
+        "  retry_initial_seconds: 0.2\n  retry_max_seconds: 1\n"
+    )
+    listener = NotifyListener(state / "notify.sock")
+    proc = _start_daemon(config, state, listener)
+    try:
+        listener.wait_for("READY=1")
+        _wait_for_event(state / "events.db", "camera_error")
+        listener.wait_for("WATCHDOG=1", timeout=30)  # the loop is alive and says so while retrying
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        stderr = _stop(proc, listener)
+    kinds = _kinds(state / "events.db")
+    assert "unlocked" not in kinds and kinds[-1] == "stopped"
+    assert "Traceback" not in stderr
