@@ -9,23 +9,24 @@ folder, so trying it out never needs root and several instances stay isolated.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_DIR = PACKAGE_DIR.parent
 SYSTEM_CONFIG = Path("/etc/pi-facegate/config.yaml")
 SYSTEM_STATE_DIR = Path("/var/lib/pi-facegate")
+# where setup.cfg's data_files put models and the default config in a non-editable install
+SHARE_DIR = Path(sys.prefix) / "share" / "pi-facegate"
 
 
 def models_dir() -> Path:
-    """The folder of bundled models: ``FACEGATE_MODELS`` or the repository's ``models/``.
-
-    A wheel install carries the models as package data under ``pi_facegate/models``.
-    """
+    """The folder of bundled models: ``FACEGATE_MODELS``, the checkout's ``models/``, or the
+    installed copy in ``<prefix>/share/pi-facegate/models`` (a non-editable install)."""
     env = os.environ.get("FACEGATE_MODELS")
     if env:
         return Path(env)
-    for candidate in (REPO_DIR / "models", PACKAGE_DIR / "models"):
+    for candidate in (REPO_DIR / "models", SHARE_DIR / "models"):
         if candidate.is_dir():
             return candidate
     return REPO_DIR / "models"
@@ -38,7 +39,9 @@ def default_config_path() -> Path:
         return Path(env)
     if SYSTEM_CONFIG.is_file():
         return SYSTEM_CONFIG
-    return REPO_DIR / "config.yaml"
+    if (REPO_DIR / "config.yaml").is_file() or not (SHARE_DIR / "config.yaml").is_file():
+        return REPO_DIR / "config.yaml"
+    return SHARE_DIR / "config.yaml"
 
 
 def running_as_service() -> bool:
