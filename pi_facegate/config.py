@@ -419,10 +419,25 @@ class DoorConfig(FacegateBaseModel):
 
 
 class EnrolmentConfig(FacegateBaseModel):
-    """Enrolment at the door: armed by an administrator, never self-service."""
+    """Enrolment at the door: armed by an administrator, never self-service.
+
+    The capture keeps only frames with exactly one face that passes a stricter gate than
+    recognition (the face stored is the reference every later match is measured against),
+    and stores several embeddings that are not near-duplicates of each other.
+    """
 
     button_pin: BcmPin | None = Field(
         None, description="BCM GPIO of the enrolment button at the door; null = none"
+    )
+    button_pull_up: bool = Field(
+        True, description="true: button to ground with the internal pull-up; false: to 3V3"
+    )
+    long_press_seconds: float = Field(
+        3.0,
+        ge=0.5,
+        le=30.0,
+        description="holding the enrolment button this many seconds aborts a capture; a "
+        "long press never starts one",
     )
     allow_pending: bool = Field(
         False,
@@ -430,34 +445,93 @@ class EnrolmentConfig(FacegateBaseModel):
         "access until an administrator approves it; false: the press is ignored",
     )
     capture_seconds: float = Field(
-        8.0, ge=1.0, le=120.0, description="how long one enrolment captures frames, seconds"
+        8.0,
+        ge=1.0,
+        le=120.0,
+        description="longest time one enrolment captures frames, seconds (it ends sooner "
+        "once it has three good frames per embedding)",
     )
     embeddings: int = Field(
-        5, ge=1, le=50, description="embeddings stored per enrolled person (best frames)"
+        5,
+        ge=1,
+        le=50,
+        description="most embeddings stored per enrolment, picked to differ from each other",
     )
     min_good_frames: int = Field(
         3,
         ge=1,
         le=50,
-        description="frames that must pass the quality gate for the enrolment to succeed",
+        description="good frames, each no near-duplicate of another, that the capture needs "
+        "to succeed; fewer and nothing is stored",
+    )
+    min_distance: float = Field(
+        0.06,
+        ge=0.0,
+        le=2.0,
+        description="two stored embeddings must be at least this far apart (Euclidean); a "
+        "closer one is a near-duplicate (the same picture again) and is not stored",
     )
     max_armed_minutes: int = Field(
         30, ge=1, le=1440, description="longest time an administrator may arm enrolment, minutes"
     )
+    min_face_size: int = Field(
+        80,
+        ge=0,
+        le=4608,
+        description="smallest face stored (shorter box side, capture pixels); the stricter "
+        "of this and quality.min_face_size applies",
+    )
+    min_sharpness: float = Field(
+        40.0,
+        ge=0.0,
+        le=10000.0,
+        description="least variance of the Laplacian of the face crop for a stored face; the "
+        "stricter of this and quality.min_sharpness applies",
+    )
+    max_yaw: float = Field(
+        0.25,
+        ge=0.0,
+        le=1.0,
+        description="largest head turn of a stored face (nose offset in eye distances); the "
+        "stricter of this and quality.max_yaw applies",
+    )
+    min_brightness: float = Field(
+        50.0,
+        ge=0.0,
+        le=255.0,
+        description="darkest mean grey level 0..255 of a stored face; the stricter of this "
+        "and quality.min_brightness applies",
+    )
+    max_brightness: float = Field(
+        210.0,
+        ge=0.0,
+        le=255.0,
+        description="brightest mean grey level 0..255 of a stored face; the stricter of this "
+        "and quality.max_brightness applies",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> EnrolmentConfig:
+        found = []
         if self.min_good_frames > self.embeddings:
-            _raise_violations(
-                [
-                    _Violation(
-                        f"enrolment.min_good_frames must not exceed enrolment.embeddings "
-                        f"({self.embeddings}): every accepted frame becomes one stored embedding",
-                        (("min_good_frames",), ("embeddings",)),
-                        self.min_good_frames,
-                    )
-                ]
+            found.append(
+                _Violation(
+                    f"enrolment.min_good_frames must not exceed enrolment.embeddings "
+                    f"({self.embeddings}): the good frames needed are stored as embeddings",
+                    (("min_good_frames",), ("embeddings",)),
+                    self.min_good_frames,
+                )
             )
+        if self.min_brightness >= self.max_brightness:
+            found.append(
+                _Violation(
+                    f"enrolment.min_brightness must be below enrolment.max_brightness "
+                    f"({self.max_brightness:g})",
+                    (("min_brightness",), ("max_brightness",)),
+                    self.min_brightness,
+                )
+            )
+        _raise_violations(found)
         return self
 
 

@@ -316,6 +316,16 @@ class DoorController:
         """True once :meth:`close` has run; a closed controller never unlocks."""
         return self._closed
 
+    @property
+    def pin_factory(self) -> Factory | None:
+        """The pin factory the relay was built on (None if the relay was never built).
+
+        Other door devices (the enrolment button) are built on the same factory, so a
+        simulated door is simulated throughout and a test can drive their mock pins.
+        """
+        relay = self._relay
+        return None if relay is None else relay.pin_factory
+
     def unlock(self, reason: str, person: str | None = None) -> None:
         """Release the lock for ``unlock_seconds``; while already unlocked, extend to then.
 
@@ -387,6 +397,21 @@ class DoorController:
                     device.blink(on_time=on, off_time=off_time, n=repeat, background=True)
                 except Exception:
                     log.warning("signal %r failed on %r", kind, device, exc_info=True)
+
+    def set_enrolment_led(self, on: bool) -> None:
+        """Light the enrolment LED steadily (enrolment armed) or turn it off.
+
+        A no-op without that LED. A later :meth:`signal` pattern on the LED replaces the
+        steady light (the pattern ends with the LED off; call this again afterwards).
+        """
+        with self._signal_mutex:
+            led = self._led_enrolment
+            if self._closed or led is None:
+                return
+            try:
+                led.on() if on else led.off()
+            except Exception:
+                log.warning("enrolment LED failed", exc_info=True)
 
     def close(self) -> None:
         """Lock, stop the timer, then close the devices in reverse order. Idempotent.
@@ -529,6 +554,94 @@ class DoorController:
                 since, self._opened_at = self._opened_at, None
                 self._held_open_at = None
                 self._emit("door_closed", open_seconds=now - since if since is not None else None)
+
+
+class EnrolmentButton:
+    """The enrolment button at the door: a short press asks for a capture, a long one aborts.
+
+    A press is reported on release, and only if the button was not held for
+    ``long_press_seconds``: a long press therefore never starts a capture, it only calls
+    ``on_long_press`` (once, when the hold time is reached). Both callbacks run on
+    gpiozero's threads and must only hand the event over (set a flag, queue it).
+
+    Wiring: the button between ``pin`` and GND (``pull_up=True``, internal pull-up) or 3V3.
+
+    :param pin: BCM GPIO of the button.
+    :param on_press: called after a short press.
+    :param on_long_press: called when the button has been held ``long_press_seconds``.
+    :param pin_factory: gpiozero pin factory (the door's, see
+        :attr:`DoorController.pin_factory`); None for gpiozero's default.
+    :raises DoorError: when the button cannot be set up.
+    """
+
+    def __init__(
+        self,
+        pin: Pin,
+        on_press: Callable[[], None],
+        on_long_press: Callable[[], None],
+        pull_up: bool = True,
+        long_press_seconds: float = 3.0,
+        pin_factory: Factory | None = None,
+    ) -> None:
+        self._button = None  # close() relies on it
+        self._held = False
+        self._on_press = on_press
+        self._on_long_press = on_long_press
+        if not (math.isfinite(long_press_seconds) and long_press_seconds > 0):
+            raise DoorError(
+                f"long_press_seconds must be a positive number, not {long_press_seconds!r}"
+            )
+        self.pin = pin
+        try:
+            from gpiozero import Button
+
+            self._button = Button(
+                pin, pull_up=pull_up, hold_time=long_press_seconds, pin_factory=pin_factory
+            )
+            self._button.when_pressed = self._pressed
+            self._button.when_held = self._long_pressed
+            self._button.when_released = self._released
+        except Exception as exc:
+            self.close()
+            raise DoorError(f"enrolment button on {pin} could not be set up: {exc}") from exc
+
+    def _pressed(self) -> None:
+        self._held = False
+
+    def _long_pressed(self) -> None:
+        self._held = True
+        self._call(self._on_long_press, "long press")
+
+    def _released(self) -> None:
+        if not self._held:
+            self._call(self._on_press, "press")
+        self._held = False
+
+    @staticmethod
+    def _call(callback: Callable[[], None], what: str) -> None:
+        try:
+            callback()
+        except Exception:
+            log.exception("enrolment button: %s handler failed", what)
+
+    @property
+    def is_pressed(self) -> bool:
+        return bool(self._button is not None and self._button.is_pressed)
+
+    def close(self) -> None:
+        """Release the pin; idempotent."""
+        button, self._button = self._button, None
+        if button is not None:
+            try:
+                button.close()
+            except Exception:
+                log.warning("closing the enrolment button failed", exc_info=True)
+
+    def __enter__(self) -> EnrolmentButton:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 def _register_exit_hook() -> None:

@@ -76,3 +76,11 @@ class DoorError(FacegateError, RuntimeError):
 
 class EventLogError(FacegateError, RuntimeError):
     """The event log file is unreadable, corrupt, not an event log, or cannot be written."""
+
+
+class EnrolmentError(FacegateError, RuntimeError):
+    """Enrolment at the door could not be armed, or its capture gave no usable face.
+
+    The message names the reason a person or an administrator can act on ("too blurred",
+    "two faces", "already enrolled as 'Bob'", "the arming file is not valid JSON").
+    """

@@ -15,7 +15,13 @@ from pathlib import Path
 import numpy as np
 
 from pi_facegate import components
-from pi_facegate.cli.recognition import add_gallery_option, add_json_option, analyse_photos, print_json, setup
+from pi_facegate.cli.recognition import (
+    add_gallery_option,
+    add_json_option,
+    analyse_photos,
+    print_json,
+    setup,
+)
 from pi_facegate.exc import DuplicatePersonError, NoFaceError, PersonNotFoundError, UsageError
 from pi_facegate.matcher import search
 
@@ -38,6 +44,29 @@ def register(subparsers, parents) -> None:
     p.add_argument("--force", action="store_true", help="store even if the face matches another person")
     p.add_argument("--disabled", action="store_true", help="store the person without access for now")
     p.add_argument("--note", default="", help="free text kept with the person")
+    door = p.add_argument_group(
+        "enrolment at the door",
+        "Run these as the service user, whose state directory holds the arming file: "
+        'sudo -u facegate facegate enroll arm --name "Alice" --timeout 5m',
+    )
+    door.add_argument(
+        "--name",
+        dest="arm_name",
+        metavar="NAME",
+        help="with 'arm': the person the next button press enrols (with --update: adds views to)",
+    )
+    door.add_argument(
+        "--timeout",
+        metavar="DURATION",
+        help="with 'arm': how long the arming lasts, e.g. 90s, 5m, 1h (default 5m; "
+        "at most enrolment.max_armed_minutes)",
+    )
+    door.add_argument(
+        "--replay",
+        type=Path,
+        metavar="PATH",
+        help="with --camera: read this video file or image folder instead of the camera",
+    )
     add_gallery_option(p)
     add_json_option(p)
     p.set_defaults(func=enroll)
