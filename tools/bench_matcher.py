@@ -10,7 +10,8 @@ Not a test: timings depend on the machine. Typical use::
 Embeddings are random unit vectors (like dlib's, whose norms are close to 1); the timing of
 :func:`pi_facegate.matcher.search` does not depend on the values. ``--sqlite`` also stores
 the gallery in a temporary SQLite file and times :meth:`Gallery.index` after a change
-(what the daemon pays when someone is enrolled or removed).
+(what the daemon pays when someone is enrolled or removed). The random galleries and the
+search timing are :mod:`pi_facegate.bench`'s, which ``facegate bench`` reports as well.
 """
 
 from __future__ import annotations
@@ -26,16 +27,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from pi_facegate import bench  # noqa: E402
 from pi_facegate.gallery import Gallery  # noqa: E402
-from pi_facegate.matcher import GalleryIndex, search  # noqa: E402
+from pi_facegate.matcher import GalleryIndex  # noqa: E402
 
 
 def random_gallery(people: int, per_person: int, dim: int, seed: int) -> tuple[GalleryIndex, float]:
     """An index of ``people`` x ``per_person`` random unit vectors, and its build time (ms)."""
-    rng = np.random.default_rng(seed)
-    vectors = _unit(rng.standard_normal((people * per_person, dim), dtype=np.float32))
-    rows = [(i + 1, f"person-{i + 1}", True, False) for i in range(people)]
-    owners = np.repeat(np.arange(1, people + 1), per_person)
+    rows, owners, vectors = bench.random_gallery(people, per_person, dim, seed)
     start = time.perf_counter()
     index = GalleryIndex.build(rows, owners, vectors, fingerprint="bench", version=1)
     return index, (time.perf_counter() - start) * 1e3
@@ -43,15 +42,7 @@ def random_gallery(people: int, per_person: int, dim: int, seed: int) -> tuple[G
 
 def time_search(index: GalleryIndex, batch: int, repeat: int, seed: int) -> list[float]:
     """Milliseconds per call of ``search`` with ``batch`` queries, ``repeat`` times."""
-    rng = np.random.default_rng(seed + 1)
-    times = []
-    search(index, _unit(rng.standard_normal((batch, index.dim), dtype=np.float32)), 0.6, 0.05)
-    for _ in range(repeat):
-        queries = _unit(rng.standard_normal((batch, index.dim), dtype=np.float32))
-        start = time.perf_counter()
-        search(index, queries, 0.6, 0.05)
-        times.append((time.perf_counter() - start) * 1e3)
-    return times
+    return bench.time_search(index, batch=batch, repeat=repeat, seed=seed)
 
 
 def time_gallery_rebuild(people: int, per_person: int, dim: int, seed: int) -> tuple[float, float]:
