@@ -65,8 +65,14 @@ KINDS = (
     "camera_error",
     "camera_recovered",
     "gallery_changed",
+    "enrolment_armed",
+    "enrolment_started",
     "enrolled",
     "enrolment_failed",
+    "enrolment_cancelled",
+    "enrolment_ignored",
+    "enrolment_expired",
+    "enrolment_disarmed",
 )
 
 #: Log level per kind (others are INFO): what an operator should notice stands out.
@@ -75,6 +81,7 @@ _LEVELS = {
     "door_held_open": logging.WARNING,
     "config_rejected": logging.WARNING,
     "enrolment_failed": logging.WARNING,
+    "enrolment_ignored": logging.WARNING,
     "camera_error": logging.ERROR,
 }
 
