@@ -367,7 +367,7 @@ class DoorService:
             self.index = self.gallery.index()
             self.policy.reset()
             self.tracker.reset()
-            log.info("gallery changed: %d people", len(self.index.names))
+            self._record("gallery_changed", detail={"people": len(self.index.names)})
 
     def process(
         self, image: np.ndarray, captured: float, lores: np.ndarray | None = None
