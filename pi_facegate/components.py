@@ -17,6 +17,7 @@ from pi_facegate.detection import Detector
 from pi_facegate.detection.factory import create_detector
 from pi_facegate.embedder import Embedder
 from pi_facegate.gallery import Gallery
+from pi_facegate.landmarks import DEFAULT_LANDMARKS, LandmarkRefiner
 from pi_facegate.manifest import Manifest, load_manifest
 from pi_facegate.pipeline import Recognizer
 from pi_facegate.quality import QualityLimits
@@ -67,10 +68,27 @@ def still_limits(config: Config) -> QualityLimits:
     )
 
 
-def build_recognizer(config: Config, video: bool = False, embedder: Embedder | None = None) -> Recognizer:
-    """Detector + aligner + embedder, closing what was built if a later part fails."""
+def build_refiner(config: Config, manifest: Manifest) -> LandmarkRefiner | None:
+    """The face-mesh model the embedder's mesh template names, or None if it has none."""
+    if not Aligner.wants_mesh(manifest):
+        return None
+    name = manifest["alignment"]["mesh_template"].get("landmarks", DEFAULT_LANDMARKS)
+    # a 2.4 MB model run once per face: like the detector, one thread is as fast as two
+    return LandmarkRefiner(load_manifest(name), num_threads=config.detector.threads)
+
+
+def build_aligner(config: Config, manifest: Manifest) -> Aligner:
+    """The aligner the embedder's manifest prescribes (on face-mesh points when it has them)."""
+    return Aligner.from_manifest(manifest, build_refiner(config, manifest))
+
+
+def build_recognizer(
+    config: Config, video: bool = False, embedder: Embedder | None = None
+) -> Recognizer:
+    """Detector + aligner (+ landmark model) + embedder; the parts hold nothing to release
+    until the detector is built last, so a failure before it leaks nothing."""
     embedder = embedder or build_embedder(config)
-    aligner = Aligner.from_manifest(embedder.manifest)
+    aligner = build_aligner(config, embedder.manifest)
     detector = build_detector(config, video=video)
     return Recognizer(
         detector,
@@ -96,10 +114,15 @@ def embedder_fingerprint(manifest: Manifest) -> str:
     """What a gallery records about the embedder that made its vectors.
 
     Two things decide where a face lands in embedding space: the model file and the way
-    chips are cut for it (the alignment template). Both go into the fingerprint, so a
-    gallery made before either changed is refused instead of silently mismatching.
+    chips are cut for it (the alignment templates, detector and face-mesh). Both go into the
+    fingerprint, so a gallery made before either changed is refused instead of silently
+    mismatching.
     """
-    alignment = json.dumps(manifest.get("alignment", {}).get("template"), sort_keys=True)
+    section = manifest.get("alignment", {})
+    templates = [section.get("template")]
+    if section.get("mesh_template"):
+        templates.append(section["mesh_template"])
+    alignment = json.dumps(templates[0] if len(templates) == 1 else templates, sort_keys=True)
     digest = hashlib.sha256(f"{manifest.sha256}\n{alignment}".encode()).hexdigest()
     return f"{manifest.name}:{digest[:16]}"
 
@@ -107,5 +130,8 @@ def embedder_fingerprint(manifest: Manifest) -> str:
 def open_gallery(path: Path, embedder: Embedder, create: bool = True) -> Gallery:
     """The gallery at ``path``, refusing one made by another embedder."""
     return Gallery.open(
-        path, fingerprint=embedder_fingerprint(embedder.manifest), embedding_size=embedder.size, create=create
+        path,
+        fingerprint=embedder_fingerprint(embedder.manifest),
+        embedding_size=embedder.size,
+        create=create,
     )

@@ -55,7 +55,9 @@ class Recognizer:
         self.detect_width = int(detect_width)
         self.timings: dict[str, float] = dict.fromkeys(STAGES, 0.0)  # ms, last frame
 
-    def detect(self, image: np.ndarray, timestamp_ms: int | None = None, lores: np.ndarray | None = None) -> list[Face]:
+    def detect(
+        self, image: np.ndarray, timestamp_ms: int | None = None, lores: np.ndarray | None = None
+    ) -> list[Face]:
         """Faces in full-resolution coordinates, detected on ``lores`` or a downscaled copy.
 
         Detection runs at low resolution because BlazeFace sees 128x128 anyway; alignment
@@ -87,10 +89,14 @@ class Recognizer:
             return faces
         h, w = image.shape[:2]
         top, side = int(h * STILL_PADDING), int(w * STILL_PADDING)
-        padded = cv2.copyMakeBorder(image, top, top, side, side, cv2.BORDER_CONSTANT, value=(128, 128, 128))
+        padded = cv2.copyMakeBorder(
+            image, top, top, side, side, cv2.BORDER_CONSTANT, value=(128, 128, 128)
+        )
         shift = np.array([side, top], dtype=np.float64)
         return [
-            Face((f.box[0] - side, f.box[1] - top, f.box[2], f.box[3]), f.score, f.keypoints - shift)
+            Face(
+                (f.box[0] - side, f.box[1] - top, f.box[2], f.box[3]), f.score, f.keypoints - shift
+            )
             for f in self.detect(padded)
         ]
 
@@ -100,7 +106,10 @@ class Recognizer:
         faces: list[Face],
         limits: QualityLimits | None = None,
     ) -> list[FaceAnalysis]:
-        """Gate, align and embed ``faces`` of ``image`` (one batched embedder call)."""
+        """Gate, align and embed ``faces`` of ``image`` (one batched embedder call).
+
+        With a face-mesh aligner the landmark model runs per face inside "align".
+        """
         t0 = time.perf_counter()
         chips = self.aligner.align_many(image, faces)
         reports = [assess(f, c, limits or self.limits) for f, c in zip(faces, chips, strict=True)]
@@ -129,5 +138,7 @@ class Recognizer:
         return analyses
 
     def close(self) -> None:
-        """Release the detector (the embedder holds no OS resources)."""
+        """Release the detector and the aligner's landmark model (the embedder holds no OS resources)."""
         self.detector.close()
+        if self.aligner.refiner is not None:
+            self.aligner.refiner.close()

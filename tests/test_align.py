@@ -13,7 +13,9 @@ def _apply(matrix: np.ndarray, pts: np.ndarray) -> np.ndarray:
     return pts @ matrix[:, :2].T + matrix[:, 2]
 
 
-@pytest.mark.parametrize("angle,scale,shift", [(0.0, 1.0, (0, 0)), (0.4, 2.5, (10, -7)), (-1.2, 0.3, (100, 50))])
+@pytest.mark.parametrize(
+    "angle,scale,shift", [(0.0, 1.0, (0, 0)), (0.4, 2.5, (10, -7)), (-1.2, 0.3, (100, 50))]
+)
 def test_recovers_a_known_similarity(angle, scale, shift):
     rng = np.random.default_rng(1)
     src = rng.uniform(0, 200, size=(5, 2))
@@ -46,3 +48,41 @@ def test_align_puts_keypoints_on_the_template():
     assert chip.shape == (50, 50, 3)
     y, x = np.unravel_index(np.argmax(chip[:, :, 0]), chip.shape[:2])
     assert abs(x - 15) <= 1 and abs(y - 20) <= 1
+
+
+def test_mesh_templates_name_their_landmarks_and_are_not_mixed(tmp_path):
+    import json
+
+    from pi_facegate.exc import ModelError
+    from pi_facegate.manifest import Manifest
+
+    def manifest(names):
+        pts = [[float(i), float(i)] for i in range(len(names))]
+        return Manifest(
+            tmp_path / "m.json",
+            {"alignment": {"size": 150, "mesh_template": {"keypoints": names, "points": pts}}},
+        )
+
+    t = AlignmentTemplate.from_manifest(
+        manifest(["mesh:33", "mesh:263", "mesh:2"]), "mesh_template"
+    )
+    assert t.source == "mesh" and t.indices == (33, 263, 2)
+    assert t.keypoint_names == ["mesh:33", "mesh:263", "mesh:2"]
+    json.dumps(t.keypoint_names)  # what the fitting tool writes back
+    for bad in (["mesh:33", "right_eye"], ["mesh:x"], ["mesh:-1", "mesh:2"], []):
+        with pytest.raises(ModelError):
+            AlignmentTemplate.from_manifest(manifest(bad), "mesh_template")
+    with pytest.raises(ModelError, match="no alignment template"):
+        AlignmentTemplate.from_manifest(manifest(["mesh:1"]))
+
+
+def test_mesh_template_aligns_on_the_points_it_is_given():
+    """A mesh template picks its landmarks out of the 468 and fits them like keypoints."""
+    mesh = AlignmentTemplate(
+        50, (10, 20, 30), np.array([[15.0, 20.0], [35.0, 20.0], [25.0, 35.0]]), np.ones(3), "mesh"
+    )
+    points = np.zeros((468, 2))
+    points[[10, 20, 30]] = mesh.points * 3 + 7
+    plain = AlignmentTemplate(50, (0, 1), np.array([[15.0, 20.0], [35.0, 20.0]]), np.ones(2))
+    m = Aligner(plain).transform(points, mesh)
+    np.testing.assert_allclose(_apply(m, points[[10, 20, 30]]), mesh.points, atol=1e-9)

