@@ -15,11 +15,13 @@ from pi_facegate.align import Aligner
 from pi_facegate.config import Config
 from pi_facegate.detection import Detector
 from pi_facegate.detection.factory import create_detector
+from pi_facegate.door import DoorController, make_pin_factory
 from pi_facegate.embedder import Embedder
 from pi_facegate.gallery import Gallery
 from pi_facegate.landmarks import DEFAULT_LANDMARKS, LandmarkRefiner
 from pi_facegate.manifest import Manifest, load_manifest
 from pi_facegate.pipeline import Recognizer
+from pi_facegate.policy import AccessPolicy
 from pi_facegate.quality import QualityLimits
 
 
@@ -134,4 +136,38 @@ def open_gallery(path: Path, embedder: Embedder, create: bool = True) -> Gallery
         fingerprint=embedder_fingerprint(embedder.manifest),
         embedding_size=embedder.size,
         create=create,
+    )
+
+
+def make_policy(config: Config) -> AccessPolicy:
+    """The access policy from ``access:`` (the votes, window and cooldown)."""
+    a = config.access
+    return AccessPolicy(
+        votes_required=a.votes_required,
+        window_frames=a.window_frames,
+        window_seconds=a.window_seconds,
+        cooldown_seconds=a.cooldown_seconds,
+        unknown_log_interval_seconds=a.unknown_log_interval_seconds,
+    )
+
+
+def make_door(config: Config, simulate: bool, on_event) -> DoorController:
+    """The door I/O from ``door:``; simulated GPIO only when asked for (flag or config)."""
+    d = config.door
+    return DoorController(
+        relay_pin=d.relay.pin,
+        active_high=d.relay.active_high,
+        lock_type=d.relay.lock_type,
+        unlock_seconds=d.relay.unlock_seconds,
+        contact_pin=d.contact.pin,
+        contact_closed_when=d.contact.closed_when,
+        held_open_seconds=d.contact.held_open_seconds,
+        exit_button_pin=d.exit_button.pin,
+        exit_button_pull_up=d.exit_button.pull_up,
+        led_granted=d.leds.granted,
+        led_denied=d.leds.denied,
+        led_enrolment=d.leds.enrolment,
+        buzzer_pin=d.buzzer.pin,
+        pin_factory=make_pin_factory(simulate or d.simulate),
+        on_event=on_event,
     )

@@ -32,7 +32,7 @@ import numpy as np
 from pi_facegate import components
 from pi_facegate.camera import FrameGrabber, FrameSource, SupervisedSource, create_source
 from pi_facegate.config import Config, load_config
-from pi_facegate.door import DoorController, EnrolmentButton, make_pin_factory
+from pi_facegate.door import DoorController, EnrolmentButton
 from pi_facegate.enrolment import (
     Arming,
     ArmingWatcher,
@@ -52,7 +52,7 @@ from pi_facegate.gallery import Gallery
 from pi_facegate.matcher import GalleryIndex
 from pi_facegate.notify import Notifier
 from pi_facegate.pipeline import Recognizer
-from pi_facegate.policy import AccessPolicy, Decision
+from pi_facegate.policy import Decision
 from pi_facegate.tracker import FaceTracker
 
 log = logging.getLogger(__name__)
@@ -81,38 +81,6 @@ class RunOptions:
     simulate_gpio: bool = False
     gallery_path: Path | None = None
     events_path: Path | None = None
-
-
-def make_policy(config: Config) -> AccessPolicy:
-    a = config.access
-    return AccessPolicy(
-        votes_required=a.votes_required,
-        window_frames=a.window_frames,
-        window_seconds=a.window_seconds,
-        cooldown_seconds=a.cooldown_seconds,
-        unknown_log_interval_seconds=a.unknown_log_interval_seconds,
-    )
-
-
-def make_door(config: Config, simulate: bool, on_event) -> DoorController:
-    d = config.door
-    return DoorController(
-        relay_pin=d.relay.pin,
-        active_high=d.relay.active_high,
-        lock_type=d.relay.lock_type,
-        unlock_seconds=d.relay.unlock_seconds,
-        contact_pin=d.contact.pin,
-        contact_closed_when=d.contact.closed_when,
-        held_open_seconds=d.contact.held_open_seconds,
-        exit_button_pin=d.exit_button.pin,
-        exit_button_pull_up=d.exit_button.pull_up,
-        led_granted=d.leds.granted,
-        led_denied=d.leds.denied,
-        led_enrolment=d.leds.enrolment,
-        buzzer_pin=d.buzzer.pin,
-        pin_factory=make_pin_factory(simulate or d.simulate),
-        on_event=on_event,
-    )
 
 
 class DoorService:
@@ -144,7 +112,7 @@ class DoorService:
         self.recognizer: Recognizer | None = None
         self.gallery: Gallery | None = None
         self.camera: FrameSource | None = None
-        self.policy = make_policy(config)
+        self.policy = components.make_policy(config)
         self.tracker = FaceTracker()
         self.threshold = 0.0
         self.min_margin = 0.0
@@ -206,7 +174,7 @@ class DoorService:
         for path in (gallery_path, events_path):
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.events = EventWriter(events_path, max_events=cfg.storage.max_events)
-        self.door = make_door(cfg, opts.simulate_gpio, self._door_event)
+        self.door = components.make_door(cfg, opts.simulate_gpio, self._door_event)
         self.button = self._make_button()
         embedder = components.build_embedder(cfg)
         self.recognizer = components.build_recognizer(cfg, video=True, embedder=embedder)
@@ -637,7 +605,7 @@ class DoorService:
         self.config = new
         self.capture_settings = CaptureSettings.from_config(new)  # for the next capture
         self.arming.max_seconds = new.enrolment.max_armed_minutes * 60.0
-        self.policy = make_policy(new)
+        self.policy = components.make_policy(new)
         self.tracker.reset()
         self.recognizer.limits = components.quality_limits(new)
         embedder = self.recognizer.embedder

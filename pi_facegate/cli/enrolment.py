@@ -52,7 +52,7 @@ from pi_facegate.enrolment import (
     read_arming,
     write_arming,
 )
-from pi_facegate.events import EventLog, format_detail
+from pi_facegate.events import KINDS, EventLog, format_detail
 from pi_facegate.exc import (
     CameraTimeoutError,
     DuplicatePersonError,
@@ -65,16 +65,8 @@ from pi_facegate.exc import (
 from pi_facegate.gallery import Gallery, normalise_name
 
 READ_TIMEOUT_SECONDS = 1.0
-_ENROLMENT_EVENTS = (
-    "enrolment_armed",
-    "enrolment_started",
-    "enrolled",
-    "enrolment_failed",
-    "enrolment_cancelled",
-    "enrolment_ignored",
-    "enrolment_expired",
-    "enrolment_disarmed",
-)
+# the enrolment kinds of the event log, in its order
+_ENROLMENT_EVENTS = tuple(kind for kind in KINDS if kind.startswith("enrol"))
 _DURATION_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
 
 
