@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pi_facegate.align import Aligner, AlignmentTemplate, similarity_transform
-from pi_facegate.detection import Face
+from pi_facegate.core.align import Aligner, AlignmentTemplate, similarity_transform
+from pi_facegate.core.faces import Face
 
 
 def _apply(matrix: np.ndarray, pts: np.ndarray) -> np.ndarray:
@@ -54,7 +54,7 @@ def test_mesh_templates_name_their_landmarks_and_are_not_mixed(tmp_path):
     import json
 
     from pi_facegate.exc import ModelError
-    from pi_facegate.manifest import Manifest
+    from pi_facegate.vision.manifest import Manifest
 
     def manifest(names):
         pts = [[float(i), float(i)] for i in range(len(names))]

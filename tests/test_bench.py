@@ -12,15 +12,15 @@ import cv2
 import numpy as np
 import pytest
 
-from pi_facegate import bench
-from pi_facegate.camera import ReplaySource
+from pi_facegate.camera.sources import ReplaySource
 from pi_facegate.cli import main
-from pi_facegate.embedder import load_embedder
+from pi_facegate.core.matcher import GalleryIndex, search
+from pi_facegate.devtools import bench
 from pi_facegate.exc import UsageError
-from pi_facegate.images import load_image
-from pi_facegate.manifest import load_manifest
-from pi_facegate.matcher import GalleryIndex, search
 from pi_facegate.paths import REPO_DIR
+from pi_facegate.vision.embedder import load_embedder
+from pi_facegate.vision.images import load_image
+from pi_facegate.vision.manifest import load_manifest
 
 CLIP = Path("face_recognition_examples/examples/short_hamilton_clip.mp4")
 PHOTO = Path("face_recognition_examples/examples/lin-manuel-miranda.png")

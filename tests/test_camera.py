@@ -22,7 +22,8 @@ import cv2
 import numpy as np
 import pytest
 
-from pi_facegate.camera import (
+from pi_facegate.camera.picamera import Picamera2Source, main_to_rgb, yuv420_to_rgb
+from pi_facegate.camera.sources import (
     Frame,
     FrameGrabber,
     FrameSource,
@@ -33,9 +34,8 @@ from pi_facegate.camera import (
     create_source,
     natural_key,
 )
-from pi_facegate.camera_picamera2 import Picamera2Source, main_to_rgb, yuv420_to_rgb
 from pi_facegate.exc import CameraError, CameraTimeoutError, ConfigError
-from pi_facegate.images import load_image
+from pi_facegate.vision.images import load_image
 
 CLIP = "face_recognition_examples/examples/short_hamilton_clip.mp4"
 CLIP_SECONDS, CLIP_FPS = 9.2, 29.97  # as the data set's README describes the clip
@@ -754,7 +754,7 @@ def test_create_source_maps_the_camera_section(att_s1: Path) -> None:
 
 
 def test_create_source_accepts_the_validated_config_model(att_s1: Path) -> None:
-    config = pytest.importorskip("pi_facegate.config")
+    config = pytest.importorskip("pi_facegate.config.schema")
     section = config.parse_config(
         {"camera": {"type": "replay", "replay": {"path": str(att_s1)}}}
     ).camera
@@ -879,8 +879,8 @@ def test_importing_the_camera_module_does_not_import_picamera2(tmp_path: Path) -
     script = textwrap.dedent(
         """
         import sys
-        import pi_facegate.camera as camera
-        from pi_facegate.camera import Picamera2Source
+        import pi_facegate.camera.sources as camera
+        from pi_facegate.camera.sources import Picamera2Source
         source = camera.create_source(type="picamera2", detect_width=320)
         assert isinstance(source, Picamera2Source)
         assert "picamera2" not in sys.modules, "picamera2 imported too early"

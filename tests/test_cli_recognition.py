@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from pi_facegate.cli import main
-from pi_facegate.gallery import Gallery
+from pi_facegate.storage.gallery import Gallery
 
 
 def run(capsys, *args: str) -> tuple[int, str, str]:

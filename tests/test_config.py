@@ -11,7 +11,7 @@ import pydantic
 import pytest
 import yaml
 
-from pi_facegate.config import (
+from pi_facegate.config.schema import (
     PIN_KEYS,
     Config,
     iter_fields,

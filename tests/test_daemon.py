@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from pi_facegate.cli import main
-from pi_facegate.events import EventLog
+from pi_facegate.storage.events import EventLog
 
 pytestmark = pytest.mark.slow
 

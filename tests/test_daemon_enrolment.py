@@ -26,12 +26,12 @@ import numpy as np
 import pytest
 
 from pi_facegate.cli import main
-from pi_facegate.config import load_config
-from pi_facegate.enrolment import ARMING_FILE_NAME, read_arming
-from pi_facegate.events import EventLog
-from pi_facegate.gallery import Gallery
-from pi_facegate.images import load_image
-from pi_facegate.service import DoorService, RunOptions
+from pi_facegate.config.schema import load_config
+from pi_facegate.core.capture import ARMING_FILE_NAME, read_arming
+from pi_facegate.daemon.service import DoorService, RunOptions
+from pi_facegate.storage.events import EventLog
+from pi_facegate.storage.gallery import Gallery
+from pi_facegate.vision.images import load_image
 
 pytestmark = pytest.mark.slow
 
@@ -362,8 +362,8 @@ DRIVER = textwrap.dedent(
     """
     import sys, threading
     from pathlib import Path
-    from pi_facegate.config import load_config
-    from pi_facegate.service import DoorService, RunOptions
+    from pi_facegate.config.schema import load_config
+    from pi_facegate.daemon.service import DoorService, RunOptions
 
     state = Path(sys.argv[1])
     started = threading.Event()

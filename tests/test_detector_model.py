@@ -18,12 +18,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pi_facegate.detection import KEYPOINT_NAMES
-from pi_facegate.detection.cpu import this_cpu
+from pi_facegate.core.faces import KEYPOINT_NAMES
 from pi_facegate.exc import ModelError
-from pi_facegate.litert import interpreter_class, make_interpreter
-from pi_facegate.manifest import file_sha256, load_manifest
 from pi_facegate.paths import REPO_DIR
+from pi_facegate.vision.detection.cpu import this_cpu
+from pi_facegate.vision.litert import interpreter_class, make_interpreter
+from pi_facegate.vision.manifest import file_sha256, load_manifest
 
 TOOLS = REPO_DIR / "tools"
 MODELS = REPO_DIR / "models"
@@ -221,7 +221,7 @@ def _manifest_copy(tmp_path: Path, name: str, model: bytes) -> Path:
 @pytest.mark.parametrize("name", NAMES)
 def test_mediapipe_loads_the_committed_model(name: str) -> None:
     needs_mediapipe()
-    from pi_facegate.detection.mediapipe_backend import MediaPipeDetector
+    from pi_facegate.vision.detection.mediapipe_backend import MediaPipeDetector
 
     with MediaPipeDetector(name) as detector:
         frame = np.zeros((480, 640, 3), np.uint8)
@@ -231,7 +231,7 @@ def test_mediapipe_loads_the_committed_model(name: str) -> None:
 def test_mediapipe_refuses_the_source_model_without_metadata(tmp_path: Path) -> None:
     """The reason the metadata exists: without NormalizationOptions MediaPipe says no."""
     needs_mediapipe()
-    from pi_facegate.detection.mediapipe_backend import MediaPipeDetector
+    from pi_facegate.vision.detection.mediapipe_backend import MediaPipeDetector
 
     path = _manifest_copy(tmp_path, NAMES[0], _source_model(NAMES[0]))
     with pytest.raises(ModelError, match="NormalizationOptions"):
@@ -239,7 +239,7 @@ def test_mediapipe_refuses_the_source_model_without_metadata(tmp_path: Path) -> 
 
 
 def test_corrupt_model_is_refused_before_loading(tmp_path: Path) -> None:
-    from pi_facegate.detection.factory import create_detector
+    from pi_facegate.vision.detection.factory import create_detector
 
     path = _manifest_copy(tmp_path, NAMES[0], (MODELS / f"{NAMES[0]}.tflite").read_bytes())
     model = tmp_path / f"{NAMES[0]}.tflite"

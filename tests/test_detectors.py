@@ -24,15 +24,17 @@ import cv2
 import numpy as np
 import pytest
 
-from pi_facegate.detection import Face
-from pi_facegate.detection.cpu import (
+from pi_facegate.core.faces import Face
+from pi_facegate.exc import ImageError, ModelError
+from pi_facegate.paths import REPO_DIR
+from pi_facegate.vision.detection.cpu import (
     HWCAP_ATOMICS,
     cpu_features,
     mediapipe_verdict,
     this_cpu,
 )
-from pi_facegate.detection.factory import ENV_VAR, choose_backend, create_detector
-from pi_facegate.detection.litert_backend import (
+from pi_facegate.vision.detection.factory import ENV_VAR, choose_backend, create_detector
+from pi_facegate.vision.detection.litert_backend import (
     Candidates,
     Letterbox,
     LiteRTDetector,
@@ -40,10 +42,8 @@ from pi_facegate.detection.litert_backend import (
     ssd_anchors,
     weighted_nms,
 )
-from pi_facegate.exc import ImageError, ModelError
-from pi_facegate.images import load_image
-from pi_facegate.manifest import load_manifest
-from pi_facegate.paths import REPO_DIR
+from pi_facegate.vision.images import load_image
+from pi_facegate.vision.manifest import load_manifest
 
 SHORT, FULL = "face_detection_short_range", "face_detection_full_range"
 BACKENDS = ("mediapipe", "litert")
@@ -247,7 +247,7 @@ def test_backends_find_the_same_faces(facedata, detectors, model) -> None:
 def test_video_mode_gives_what_image_mode_gives(facedata, detectors) -> None:
     """VIDEO mode (a camera stream) on clip frames: same faces as stills, any timestamps."""
     needs_mediapipe()
-    from pi_facegate.detection.mediapipe_backend import MediaPipeDetector
+    from pi_facegate.vision.detection.mediapipe_backend import MediaPipeDetector
 
     clip = cv2.VideoCapture(
         str(facedata / "face_recognition_examples/examples/short_hamilton_clip.mp4")
@@ -465,13 +465,13 @@ def test_auto_falls_back_to_litert_when_mediapipe_cannot_load(tmp_path, caplog, 
 PI4_SCRIPT = """
 import logging, platform, sys
 import numpy as np
-from pi_facegate.detection import cpu
+from pi_facegate.vision.detection import cpu
 platform.machine = lambda: "aarch64"
 cpu.read_cpuinfo = lambda path=cpu.CPUINFO: sys.argv[1]
 cpu.read_hwcap = lambda: 0
 logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-from pi_facegate.detection.factory import create_detector
-from pi_facegate.images import load_image
+from pi_facegate.vision.detection.factory import create_detector
+from pi_facegate.vision.images import load_image
 with create_detector("auto") as detector:
     faces = detector.detect(load_image(sys.argv[2]))
 print(detector.backend, len(faces), "mediapipe" in sys.modules)

@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pi_facegate.embedder import (
+from pi_facegate.exc import ImageError, ModelError
+from pi_facegate.vision.embedder import (
     DEFAULT_EMBEDDER,
     MAX_BATCH,
     Embedder,
@@ -21,10 +22,9 @@ from pi_facegate.embedder import (
     load_embedder,
     quantize,
 )
-from pi_facegate.exc import ImageError, ModelError
-from pi_facegate.images import load_image
-from pi_facegate.litert import make_interpreter
-from pi_facegate.manifest import load_manifest
+from pi_facegate.vision.images import load_image
+from pi_facegate.vision.litert import make_interpreter
+from pi_facegate.vision.manifest import load_manifest
 
 # AT&T photos are 92x112 with the face at one place; dlib's chips of them (size 150, padding
 # 0.25) cover x 0..92, y 25..117 on median (measured with dlib.get_face_chip_details)

@@ -23,9 +23,9 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from pi_facegate.embedder import load_embedder  # noqa: E402
-from pi_facegate.images import load_image  # noqa: E402
-from pi_facegate.manifest import load_manifest  # noqa: E402
+from pi_facegate.vision.embedder import load_embedder  # noqa: E402
+from pi_facegate.vision.images import load_image  # noqa: E402
+from pi_facegate.vision.manifest import load_manifest  # noqa: E402
 from tools import build_embedder as be  # noqa: E402
 from tools.dlib_dat import DlibFormatError, Reader, read_net  # noqa: E402
 

@@ -19,12 +19,10 @@ import cv2
 import numpy as np
 import pytest
 
-from pi_facegate import components
 from pi_facegate.cli import main
-from pi_facegate.cli.enrolment import parse_duration
-from pi_facegate.config import parse_config
-from pi_facegate.door import DoorController, EnrolmentButton
-from pi_facegate.enrolment import (
+from pi_facegate.cli.enroll.camera import parse_duration
+from pi_facegate.config.schema import parse_config
+from pi_facegate.core.capture import (
     ARMING_FILE_NAME,
     MORE_FACES,
     NO_FACE,
@@ -47,9 +45,11 @@ from pi_facegate.enrolment import (
     subject_index,
     write_arming,
 )
+from pi_facegate.daemon import wiring as components
+from pi_facegate.door.controller import DoorController, EnrolmentButton
 from pi_facegate.exc import EnrolmentError, UsageError
-from pi_facegate.gallery import Gallery
-from pi_facegate.images import load_image
+from pi_facegate.storage.gallery import Gallery
+from pi_facegate.vision.images import load_image
 
 CONFIG = parse_config({})
 SETTINGS = CaptureSettings.from_config(CONFIG)

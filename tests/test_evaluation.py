@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pi_facegate import evaluation as ev
+from pi_facegate.devtools import evaluation as ev
 
 
 def test_best_threshold_separates_separable_pairs():

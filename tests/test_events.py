@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 
 from pi_facegate.cli import main
-from pi_facegate.events import (
+from pi_facegate.exc import EventLogError
+from pi_facegate.storage.events import (
     SCHEMA_VERSION,
     Event,
     EventLog,
@@ -26,7 +27,6 @@ from pi_facegate.events import (
     make_event,
     parse_since,
 )
-from pi_facegate.exc import EventLogError
 
 
 def mode_of(path):
@@ -179,7 +179,7 @@ def test_another_process_reads_while_the_daemon_writes(db):
             writer.record("granted", person=f"p{i}")
         assert writer.flush(timeout=10)
         script = (
-            "import sys, json; from pi_facegate.events import EventLog; "
+            "import sys, json; from pi_facegate.storage.events import EventLog; "
             "print(json.dumps([e.person for e in EventLog(sys.argv[1]).query()]))"
         )
         result = subprocess.run(
@@ -194,7 +194,7 @@ def test_another_process_reads_while_the_daemon_writes(db):
 
 WRITER_SCRIPT = """
 import sys
-from pi_facegate.events import EventWriter
+from pi_facegate.storage.events import EventWriter
 writer = EventWriter(sys.argv[1])
 i = 0
 while True:

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pi_facegate.core.matcher import search
 from pi_facegate.exc import (
     DuplicatePersonError,
     GalleryError,
@@ -26,8 +27,7 @@ from pi_facegate.exc import (
     InvalidPersonError,
     PersonNotFoundError,
 )
-from pi_facegate.gallery import MAX_NAME_LENGTH, SCHEMA_VERSION, Gallery
-from pi_facegate.matcher import search
+from pi_facegate.storage.gallery import MAX_NAME_LENGTH, SCHEMA_VERSION, Gallery
 
 FP = "test-embedder:0123456789abcdef"
 D = 128
@@ -450,7 +450,7 @@ def test_other_connection_commits_are_seen_at_the_next_call(path):
 
 ADD_IN_SUBPROCESS = """
 import sys, numpy as np
-from pi_facegate.gallery import Gallery
+from pi_facegate.storage.gallery import Gallery
 path, fp, name, action = sys.argv[1:]
 with Gallery.open(path, fp, 128, create=False) as g:
     if action == "add":
@@ -514,7 +514,7 @@ def test_one_gallery_shared_by_threads(gallery):
 
 WRITE_FOREVER = """
 import sys, numpy as np
-from pi_facegate.gallery import Gallery
+from pi_facegate.storage.gallery import Gallery
 path, fp, tag = sys.argv[1:]
 rng = np.random.default_rng(int(tag))
 with Gallery.open(path, fp, 128) as g:

@@ -9,16 +9,16 @@ import cv2
 import numpy as np
 import pytest
 
-from pi_facegate import components
-from pi_facegate.align import Aligner, AlignmentTemplate
-from pi_facegate.config import Config
-from pi_facegate.detection import Face
-from pi_facegate.detection.factory import create_detector
-from pi_facegate.embedder import DEFAULT_EMBEDDER, Embedder
+from pi_facegate.config.schema import Config
+from pi_facegate.core.align import Aligner, AlignmentTemplate
+from pi_facegate.core.faces import Face
+from pi_facegate.daemon import wiring as components
 from pi_facegate.exc import ModelError
-from pi_facegate.images import load_image
-from pi_facegate.landmarks import LandmarkRefiner, roi_transform
-from pi_facegate.manifest import load_manifest
+from pi_facegate.vision.detection.factory import create_detector
+from pi_facegate.vision.embedder import DEFAULT_EMBEDDER, Embedder
+from pi_facegate.vision.images import load_image
+from pi_facegate.vision.landmarks import LandmarkRefiner, roi_transform
+from pi_facegate.vision.manifest import load_manifest
 
 # subject's right eye outer/inner, left eye inner/outer, nose base
 RIGHT_OUTER, RIGHT_INNER, LEFT_INNER, LEFT_OUTER, NOSE_BASE = 33, 133, 362, 263, 2

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from pi_facegate.daemon.logsetup import _journal_handler, setup_logging
 from pi_facegate.exc import ConfigError
-from pi_facegate.logsetup import _journal_handler, setup_logging
 
 try:
     from systemd.journal import JournalHandler  # type: ignore[import-not-found]

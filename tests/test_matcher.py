@@ -11,9 +11,9 @@ import math
 import numpy as np
 import pytest
 
-from pi_facegate import matcher
+from pi_facegate.core import matcher
+from pi_facegate.core.matcher import GalleryIndex, Match, Rejection, search, search_one
 from pi_facegate.exc import ConfigError, GalleryMismatchError
-from pi_facegate.matcher import GalleryIndex, Match, Rejection, search, search_one
 
 D = 4
 THRESHOLD = 0.5

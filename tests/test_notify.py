@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pi_facegate.notify import Notifier, _import_systemd_daemon
+from pi_facegate.daemon.notify import Notifier, _import_systemd_daemon
 
 
 def _receiver(address: str) -> socket.socket:

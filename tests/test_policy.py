@@ -21,8 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
+from pi_facegate.core.policy import AccessPolicy, Decision, Verdict
 from pi_facegate.exc import ConfigError
-from pi_facegate.policy import AccessPolicy, Decision, Verdict
 
 
 @dataclass(frozen=True)
@@ -318,7 +318,7 @@ def test_impossible_settings_are_config_errors_naming_the_setting(settings, word
 @pytest.fixture(scope="module")
 def gallery():
     """A real GalleryIndex: alice and bob close together, carol disabled, dave pending."""
-    from pi_facegate.matcher import GalleryIndex
+    from pi_facegate.core.matcher import GalleryIndex
 
     rng = np.random.default_rng(3)
 
@@ -348,7 +348,7 @@ def gallery():
     ],
 )
 def test_real_matcher_results_drive_the_policy(gallery, who, expected, name):
-    from pi_facegate.matcher import search
+    from pi_facegate.core.matcher import search
 
     index, faces = gallery
     rng = np.random.default_rng(11)

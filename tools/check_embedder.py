@@ -14,7 +14,7 @@ one JSON report. What it measures:
 - ``calibration_split``: same/different-person distances on the calibration people and the
   threshold that separates them best (the only place a threshold may be tuned);
 - ``latency_ms``: median of 50 single-chip ``embed`` calls per model at 1 and 2 threads
-  (ai_edge_litert, through :class:`pi_facegate.embedder.Embedder`);
+  (ai_edge_litert, through :class:`pi_facegate.vision.embedder.Embedder`);
 - ``tflite_runtime``: with ``--tflite-runtime PYTHON`` (a venv with ``tflite-runtime==2.14.0``),
   both models are loaded and run there too and compared with ai_edge_litert.
 """
@@ -40,9 +40,9 @@ REPO = HERE.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from pi_facegate.embedder import load_embedder  # noqa: E402
-from pi_facegate.images import load_image  # noqa: E402
 from pi_facegate.paths import facedata_dir  # noqa: E402
+from pi_facegate.vision.embedder import load_embedder  # noqa: E402
+from pi_facegate.vision.images import load_image  # noqa: E402
 from tools.build_embedder import (  # noqa: E402
     FLOAT_NAME,
     INT8_NAME,
@@ -148,7 +148,7 @@ print(json.dumps(res))
 
 def tflite_runtime_check(python: str, chips: np.ndarray, reference: dict[str, np.ndarray]) -> dict:
     """Run both models under another interpreter's ``tflite_runtime``; compare embeddings."""
-    from pi_facegate.manifest import load_manifest
+    from pi_facegate.vision.manifest import load_manifest
 
     paths = {n: str(load_manifest(n).model_path) for n in reference}
     with tempfile.TemporaryDirectory() as tmp:

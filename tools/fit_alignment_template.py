@@ -31,14 +31,14 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from pi_facegate.align import Aligner, AlignmentTemplate  # noqa: E402
-from pi_facegate.detection import KEYPOINT_NAMES  # noqa: E402
-from pi_facegate.detection.factory import create_detector  # noqa: E402
-from pi_facegate.embedder import Embedder  # noqa: E402
-from pi_facegate.images import load_image  # noqa: E402
-from pi_facegate.landmarks import LandmarkRefiner  # noqa: E402
-from pi_facegate.manifest import load_manifest  # noqa: E402
+from pi_facegate.core.align import Aligner, AlignmentTemplate  # noqa: E402
+from pi_facegate.core.faces import KEYPOINT_NAMES  # noqa: E402
 from pi_facegate.paths import facedata_dir  # noqa: E402
+from pi_facegate.vision.detection.factory import create_detector  # noqa: E402
+from pi_facegate.vision.embedder import Embedder  # noqa: E402
+from pi_facegate.vision.images import load_image  # noqa: E402
+from pi_facegate.vision.landmarks import LandmarkRefiner  # noqa: E402
+from pi_facegate.vision.manifest import load_manifest  # noqa: E402
 
 CHIP_SIZE = 150
 CHIP_PADDING = 0.25

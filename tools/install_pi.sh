@@ -490,8 +490,8 @@ step_verify() {
   runuser -u "$SERVICE_USER" -- env FACEGATE_MODELS="$SRC/models" "$VENV/bin/python" - \
     "$CONFIG_DIR/config.yaml" "$SERVICE_USER" <<'EOF' || die "the models are not usable by the service user"
 import sys
-from pi_facegate.config import load_config
-from pi_facegate.manifest import load_manifest
+from pi_facegate.config.schema import load_config
+from pi_facegate.vision.manifest import load_manifest
 
 config = load_config(sys.argv[1])
 names = [load_manifest(m).name for m in (config.detector.model, config.embedder.model)]

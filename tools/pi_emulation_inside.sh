@@ -50,7 +50,7 @@ find "$STATE" -mindepth 1 -delete
 
 # 1. ---------------------------------------------------------------------------------- CPU
 cpu_line=$(as_facegate "$PY" -c '
-from pi_facegate.detection.cpu import HWCAP_ATOMICS, read_hwcap, this_cpu
+from pi_facegate.vision.detection.cpu import HWCAP_ATOMICS, read_hwcap, this_cpu
 hwcap = read_hwcap() or 0
 print(f"hwcap=0x{hwcap:x} atomics={bool(hwcap & HWCAP_ATOMICS)} | {this_cpu().reason}")')
 say "CPU as the service user sees it: $cpu_line"
@@ -68,8 +68,8 @@ if [ "$EXPECT" = litert ]; then
   (
     ulimit -c 0
     as_facegate env FACEGATE_MODELS=/opt/pi-facegate/src/models "$PY" -c '
-from pi_facegate.detection.litert_backend import detector_manifest
-from pi_facegate.detection.mediapipe_backend import MediaPipeDetector
+from pi_facegate.vision.detection.litert_backend import detector_manifest
+from pi_facegate.vision.detection.mediapipe_backend import MediaPipeDetector
 MediaPipeDetector(detector_manifest("face_detection_short_range"), None, 0, False)' >"$WORK/mediapipe-direct.log" 2>&1
   )
   rc=$?

@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def setup_logging(verbosity: int) -> None:
     """Plain stderr logging for CLI use (``facegate run`` switches to its configured level)."""
-    from pi_facegate.logsetup import setup_logging as setup
+    from pi_facegate.daemon.logsetup import setup_logging as setup
 
     setup(logging.WARNING - 10 * min(verbosity, 2), journal=False)
 

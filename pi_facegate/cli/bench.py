@@ -13,8 +13,8 @@ import json
 import sys
 from pathlib import Path
 
-from pi_facegate import bench
 from pi_facegate.cli import context
+from pi_facegate.devtools import bench
 from pi_facegate.exc import UsageError
 
 

@@ -18,13 +18,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pi_facegate import components, evaluation
 from pi_facegate.cli import context
-from pi_facegate.detection import Face
+from pi_facegate.core.faces import Face
+from pi_facegate.core.matcher import search
+from pi_facegate.daemon import wiring as components
+from pi_facegate.devtools import evaluation
 from pi_facegate.exc import FacegateError
-from pi_facegate.gallery import Gallery
-from pi_facegate.images import load_image
-from pi_facegate.matcher import search
+from pi_facegate.storage.gallery import Gallery
+from pi_facegate.vision.images import load_image
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".pgm", ".bmp", ".gif", ".tif", ".tiff", ".webp", ""}
 

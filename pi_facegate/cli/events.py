@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 
 from pi_facegate.cli import EXIT_OK, context
-from pi_facegate.events import KINDS, Event, EventLog, format_detail, parse_since
+from pi_facegate.storage.events import KINDS, Event, EventLog, format_detail, parse_since
 
 
 def register(

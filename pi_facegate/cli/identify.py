@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from pi_facegate import components
-from pi_facegate.cli.recognition import (
+from pi_facegate.cli.common import (
     add_gallery_option,
     add_json_option,
     analyse_photos,
@@ -14,6 +13,7 @@ from pi_facegate.cli.recognition import (
     print_json,
     setup,
 )
+from pi_facegate.daemon import wiring as components
 
 
 def register(subparsers, parents) -> None:

@@ -6,8 +6,8 @@ import argparse
 import dataclasses
 from datetime import datetime
 
-from pi_facegate import components
-from pi_facegate.cli.recognition import add_gallery_option, add_json_option, print_json, setup
+from pi_facegate.cli.common import add_gallery_option, add_json_option, print_json, setup
+from pi_facegate.daemon import wiring as components
 
 
 def register(subparsers, parents) -> None:

@@ -29,8 +29,8 @@ def register(subparsers, parents) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pi_facegate.logsetup import setup_logging
-    from pi_facegate.service import DoorService, RunOptions
+    from pi_facegate.daemon.logsetup import setup_logging
+    from pi_facegate.daemon.service import DoorService, RunOptions
 
     config_path, config = context.resolve_config(args)
     level = "DEBUG" if args.verbose else config.logging.level

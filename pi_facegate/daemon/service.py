@@ -1,0 +1,623 @@
+"""The door daemon: camera → recognition → access policy → relay, as a systemd service.
+
+:class:`DoorService` owns every long-lived part and runs the frame loop, after the shape of
+piwheels' master: start the parts in a fixed order (event log, door, models, gallery,
+camera), tell systemd READY only when all are up, ping the watchdog from the loop, and on
+the way out lock the door *first*, then close the parts in reverse order. SIGTERM ends the
+loop after the current frame; SIGHUP re-reads the config file and keeps the last good one
+if the new one is invalid. Every error path leaves the relay in its locked state: the door
+controller starts locked, a grant is the only thing that pulses it, and ``close()`` locks.
+
+Enrolment at the door runs inside the same loop (see :mod:`pi_facegate.core.capture`): the
+loop polls the administrator's arming file (one ``stat`` per frame) and the enrolment
+button's flags (set by gpiozero's thread), runs a capture session over the next frames --
+the face being captured gets no votes from the access policy meanwhile, every other face is
+decided as usual -- and stores the person in one transaction when the session ends.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pi_facegate.camera.sources import FrameGrabber, FrameSource, SupervisedSource, create_source
+from pi_facegate.config.schema import Config, load_config
+from pi_facegate.core.capture import (
+    Arming,
+    ArmingWatcher,
+    CaptureSession,
+    CaptureSettings,
+    EnrolmentOutcome,
+    EnrolmentRequest,
+    arming_path,
+    clear_arming,
+    complete,
+    pending_name,
+    subject_index,
+)
+from pi_facegate.core.matcher import GalleryIndex
+from pi_facegate.core.policy import Decision
+from pi_facegate.core.tracker import FaceTracker
+from pi_facegate.daemon import wiring as components
+from pi_facegate.daemon.notify import Notifier
+from pi_facegate.door.controller import DoorController, EnrolmentButton
+from pi_facegate.exc import CameraError, ConfigError, FacegateError
+from pi_facegate.storage.events import EventWriter
+from pi_facegate.storage.gallery import Gallery
+from pi_facegate.vision.recognizer import Recognizer
+
+log = logging.getLogger("pi_facegate.service")  # journal name: stable across moves
+
+GALLERY_POLL_SECONDS = 0.5  # how often the loop asks SQLite whether the gallery changed
+READ_TIMEOUT_SECONDS = 1.0  # a read never blocks longer, so signals and the watchdog are served
+# Settings the running daemon cannot change without reopening hardware or models.
+RESTART_SECTIONS = ("camera", "detector", "embedder", "storage")
+RESTART_DOOR_KEYS = ("simulate", "relay", "contact", "exit_button", "leds", "buzzer")
+RESTART_ENROLMENT_KEYS = ("button_pin", "button_pull_up", "long_press_seconds")
+# After an enrolment signal pattern, the steady "armed" LED is restored this much later (s).
+SIGNAL_PATTERN_SECONDS = 2.0
+
+#: ``on_event(kind, fields)``: every event the service records, as recorded (tests, tools).
+EventObserver = Callable[[str, dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What ``facegate run`` was asked on its command line."""
+
+    config_path: Path
+    state_dir: Path
+    replay: Path | None = None
+    replay_fps: float | None = None
+    simulate_gpio: bool = False
+    gallery_path: Path | None = None
+    events_path: Path | None = None
+
+
+class DoorService:
+    """The running appliance. ``run()`` returns the process exit status.
+
+    ``on_event(kind, fields)`` (optional) sees every event right after it is recorded, on
+    the thread that recorded it; it must be quick. ``ready_event`` is set when READY is
+    sent (everything started).
+    """
+
+    def __init__(
+        self,
+        options: RunOptions,
+        config: Config,
+        notifier: Notifier | None = None,
+        on_event: EventObserver | None = None,
+    ) -> None:
+        # everything close() relies on exists before anything can raise
+        self.options = options
+        self.config = config
+        self.notifier = notifier or Notifier()
+        self.on_event = on_event
+        self.stop_event = threading.Event()
+        self.ready_event = threading.Event()
+        self._reload_requested = threading.Event()
+        self.events: EventWriter | None = None
+        self.door: DoorController | None = None
+        self.button: EnrolmentButton | None = None
+        self.recognizer: Recognizer | None = None
+        self.gallery: Gallery | None = None
+        self.camera: FrameSource | None = None
+        self.policy = components.make_policy(config)
+        self.tracker = FaceTracker()
+        self.threshold = 0.0
+        self.min_margin = 0.0
+        self.index: GalleryIndex | None = None
+        self._next_gallery_poll = 0.0
+        self._last_video_ts = -1
+        self._last_frame_at: float | None = None
+        self._frame_times: deque[float] = deque(maxlen=60)
+        self._last_decision = "none yet"
+        self._next_status = 0.0
+        self.frames = 0
+        self.grants = 0
+        # enrolment at the door
+        self._capture: CaptureSession | None = None
+        self._capture_request: EnrolmentRequest | None = None
+        self._capture_arming: Arming | None = None
+        self._captured_tracks: set[int] = set()
+        self._armed: Arming | None = None  # the arming in force at the last poll
+        self._expired_tokens: set[str] = set()
+        self._press = threading.Event()  # set by the button's thread, taken by the loop
+        self._long_press = threading.Event()
+        self._led_restore_at: float | None = None
+        self.enrolments = 0
+        self.capture_settings = CaptureSettings.from_config(config)
+        self.arming = ArmingWatcher(
+            arming_path(self.data_paths()[0].parent), config.enrolment.max_armed_minutes * 60.0
+        )
+
+    # ------------------------------------------------------------------ lifecycle
+    def request_stop(self, *_: Any) -> None:
+        """SIGTERM/SIGINT: finish the current frame, lock, exit 0."""
+        self.stop_event.set()
+
+    def request_reload(self, *_: Any) -> None:
+        """SIGHUP (``systemctl reload``): re-read the config between two frames."""
+        self._reload_requested.set()
+
+    def install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, self.request_stop)
+        signal.signal(signal.SIGINT, self.request_stop)
+        signal.signal(signal.SIGHUP, self.request_reload)
+
+    def data_paths(self) -> tuple[Path, Path]:
+        """``(gallery, events)`` files: the command line's, else the config's in the state dir.
+
+        The enrolment arming file lives next to the gallery it enrols into, so the CLI
+        (which resolves the gallery the same way) and the daemon always agree on it.
+        """
+        gallery_path, events_path = self.config.resolve_paths(self.options.state_dir)
+        return (
+            self.options.gallery_path or gallery_path,
+            self.options.events_path or events_path,
+        )
+
+    def start(self) -> None:
+        """Bring the parts up in order; READY is sent by ``run`` once this returns."""
+        cfg, opts = self.config, self.options
+        gallery_path, events_path = self.data_paths()
+        for path in (gallery_path, events_path):
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.events = EventWriter(events_path, max_events=cfg.storage.max_events)
+        self.door = components.make_door(cfg, opts.simulate_gpio, self._door_event)
+        self.button = self._make_button()
+        embedder = components.build_embedder(cfg)
+        self.recognizer = components.build_recognizer(cfg, video=True, embedder=embedder)
+        self.threshold, self.min_margin = components.match_settings(cfg, embedder)
+        self.gallery = components.open_gallery(gallery_path, embedder)
+        self.index = self.gallery.index()
+        self.camera = self._make_camera()
+        self.camera.start()
+        self._record(
+            "started",
+            detail={
+                "people": len(self.index.names),
+                "detector": self.recognizer.detector.backend,
+                "camera": self.camera.describe(),
+                "simulated_gpio": bool(opts.simulate_gpio or cfg.door.simulate),
+            },
+        )
+        log.info(
+            "started: %d people, detector %s, camera %s",
+            len(self.index.names),
+            self.recognizer.detector.backend,
+            self.camera.describe(),
+        )
+
+    def _make_button(self) -> EnrolmentButton | None:
+        """The enrolment button, on the door's pin factory (simulated with the door)."""
+        e = self.config.enrolment
+        if e.button_pin is None:
+            return None
+        return EnrolmentButton(
+            e.button_pin,
+            on_press=self._press.set,
+            on_long_press=self._long_press.set,
+            pull_up=e.button_pull_up,
+            long_press_seconds=e.long_press_seconds,
+            pin_factory=self.door.pin_factory,
+        )
+
+    def _make_camera(self) -> FrameSource:
+        cam, opts = self.config.camera, self.options
+        if opts.replay is not None:
+            fps = opts.replay_fps if opts.replay_fps is not None else cam.replay.fps
+            return create_source(
+                cam, type="replay", replay_path=opts.replay, replay_fps=fps, replay_loop=False
+            )
+        if cam.type == "replay":
+            return create_source(cam)
+        return SupervisedSource(
+            lambda: FrameGrabber(create_source(cam)),
+            retry_initial=cam.retry_initial_seconds,
+            retry_max=cam.retry_max_seconds,
+            on_event=self._camera_event,
+            stop_event=self.stop_event,
+        )
+
+    def close(self) -> None:
+        """Lock first, then close everything in reverse order of start; idempotent.
+
+        A capture still running is abandoned: nothing of it is stored.
+        """
+        if self.door is not None:
+            try:
+                self.door.lock()
+            except Exception:  # noqa: BLE001 - close() below locks again
+                log.exception("locking the door failed")
+        if self._capture is not None:
+            self._cancel_capture("the service is stopping", time.monotonic(), signal_door=False)
+        for part in (self.camera, self.gallery, self.recognizer, self.button, self.door):
+            if part is None:
+                continue
+            try:
+                part.close()
+            except Exception:  # noqa: BLE001 - keep closing the rest
+                log.exception("closing %s failed", type(part).__name__)
+        if self.events is not None:
+            self._record("stopped", detail={"frames": self.frames, "grants": self.grants})
+            self.events.close()
+        self.camera = self.gallery = self.recognizer = self.button = self.door = self.events = None
+
+    def run(self) -> int:
+        """Start, loop until stopped (or the replay ends), close. Returns the exit status."""
+        try:
+            self.start()
+            self.notifier.ready()
+            self.ready_event.set()
+            self._loop()
+            return 0
+        finally:
+            self.notifier.stopping()
+            self.close()
+
+    # ------------------------------------------------------------------ the loop
+    def _loop(self) -> None:
+        watchdog = self.notifier.watchdog_period()
+        while not self.stop_event.is_set():
+            if self._reload_requested.is_set():
+                self._reload_requested.clear()
+                self.reload()
+            try:
+                frame = self.camera.read(timeout=READ_TIMEOUT_SECONDS)
+            except CameraError as exc:
+                if self.stop_event.is_set():
+                    break
+                log.debug("no frame: %s", exc)
+                # without frames, arming changes and a capture's deadline are still served
+                now = time.monotonic()
+                self._poll_enrolment(now)
+                self._end_capture_if_due(now)
+                self._service_ping(camera_ok=False)
+                continue
+            if frame is None:
+                log.info("replay finished after %d frames", self.frames)
+                break
+            self.process(frame.image, frame.timestamp, frame.lores)
+            self._service_ping(camera_ok=True)
+        if watchdog:
+            log.debug("watchdog period was %.1f s", watchdog)
+
+    def _service_ping(self, camera_ok: bool) -> None:
+        """Ping the watchdog while the loop is healthy; report status now and then.
+
+        The loop pings only when a frame went through the pipeline recently, or when the
+        camera supervisor is visibly retrying a failed camera: a read that hangs in the
+        driver stops the pings, and systemd restarts the service.
+        """
+        now = time.monotonic()
+        fresh = (
+            self._last_frame_at is not None
+            and now - self._last_frame_at <= self.config.service.watchdog_frame_age_seconds
+        )
+        retrying = not camera_ok and getattr(self.camera, "state", "ok") != "ok"
+        if fresh or retrying:
+            self.notifier.watchdog_ping()
+        if now >= self._next_status:
+            self._next_status = now + self.config.service.status_interval_seconds
+            self.notifier.status(self.status_text(camera_ok))
+
+    def status_text(self, camera_ok: bool = True) -> str:
+        times = self._frame_times
+        fps = (
+            (len(times) - 1) / (times[-1] - times[0])
+            if len(times) > 1 and times[-1] > times[0]
+            else 0.0
+        )
+        camera = "ok" if camera_ok else f"camera {getattr(self.camera, 'state', 'failed')}"
+        text = f"{fps:.1f} fps, {camera}, last decision: {self._last_decision}"
+        if self._capture_request is not None:
+            text += f", enrolling {self._capture_request.name}"
+        elif self._armed is not None:
+            text += f", enrolment armed for {self._armed.name}"
+        return text
+
+    def _refresh_gallery(self, now: float) -> None:
+        if now < self._next_gallery_poll:
+            return
+        self._next_gallery_poll = now + GALLERY_POLL_SECONDS
+        if self.gallery.refresh_if_changed():
+            self.index = self.gallery.index()
+            self.policy.reset()
+            self.tracker.reset()
+            self._record("gallery_changed", detail={"people": len(self.index.names)})
+
+    def process(
+        self, image: np.ndarray, captured: float, lores: np.ndarray | None = None
+    ) -> list[Decision]:
+        """One frame through the pipeline and the policy; pulses the relay on a grant.
+
+        While an enrolment capture runs, the face being captured feeds the capture session
+        instead of the policy: it gets no votes, so the door never opens for it.
+        """
+        now = time.monotonic()
+        self._refresh_gallery(now)
+        self._poll_enrolment(now)
+        rec = self.recognizer
+        ts = max(self._last_video_ts + 1, int(captured * 1000))
+        self._last_video_ts = ts
+        faces = rec.detect(image, timestamp_ms=ts, lores=lores)
+        track_ids = self.tracker.update([f.box for f in faces], captured)
+        for gone in self.tracker.dropped:
+            self.policy.forget(gone)
+        excluded = self._feed_capture(image, faces, track_ids, now)
+        # a face already granted is not embedded again while its person is in cooldown
+        todo = [
+            (f, t)
+            for f, t in zip(faces, track_ids, strict=True)
+            if t not in excluded and not self.tracker.get(t).is_decided(captured)
+        ]
+        analyses = rec.analyse(image, [f for f, _ in todo])
+        if len(self.index.names):
+            rec.match(analyses, self.index, self.threshold, self.min_margin)
+        decisions = []
+        for analysis, (_, track) in zip(analyses, todo, strict=True):
+            if not analysis.usable:
+                continue  # a blurred or turned face casts no vote either way
+            decision = self.policy.observe(track, analysis.match, captured)
+            decisions.append(decision)
+            self._act(decision, captured)
+        self._end_capture_if_due(time.monotonic())
+        self.frames += 1
+        self._frame_times.append(now)
+        self._last_frame_at = time.monotonic()
+        return decisions
+
+    def _act(self, decision: Decision, captured: float) -> None:
+        fields = decision.event_fields()
+        if decision.granted:
+            latency_ms = (time.monotonic() - captured) * 1e3
+            self.door.unlock("face", person=decision.name)
+            self.door.signal("granted")
+            self.grants += 1
+            self.tracker.mark_decided(
+                decision.track_id, captured + self.config.access.cooldown_seconds
+            )
+            fields["detail"]["latency_ms"] = round(latency_ms, 1)
+            self._record(**fields)
+            self._last_decision = f"granted {decision.name}"
+        elif fields is not None and self.policy.should_log(decision, captured):
+            self.door.signal("denied")
+            self._record(**fields)
+            self._last_decision = f"denied ({fields['detail'].get('reason')})"
+
+    # ------------------------------------------------------------------ enrolment at the door
+    def _poll_enrolment(self, now: float) -> None:
+        """Between two frames: arming changes, button presses, cancellation, the armed LED."""
+        try:
+            self._track_arming(time.time())
+            if self._long_press.is_set():
+                self._long_press.clear()
+                if self._capture is not None:
+                    self._cancel_capture("cancelled by a long press of the button", now)
+                else:
+                    log.info("enrolment button held, but no capture is running: nothing to abort")
+            arming = self._capture_arming
+            if arming is not None:
+                current = self.arming.current()
+                if current is None or current.token != arming.token:
+                    self._cancel_capture("cancelled by the administrator", now)
+            if self._press.is_set():
+                self._press.clear()
+                self._on_press(now)
+            if self._led_restore_at is not None and now >= self._led_restore_at:
+                self._led_restore_at = None
+                self.door.set_enrolment_led(self._armed is not None)
+        except (FacegateError, OSError) as exc:  # an enrolment problem never stops the door
+            log.error("enrolment: %s", exc)
+
+    def _track_arming(self, wall: float) -> None:
+        """Log arming, expiry and disarming once each; remove an expired arming file."""
+        arming = self.arming.poll(wall)
+        previous, self._armed = self._armed, arming
+        if arming is not None and (previous is None or previous.token != arming.token):
+            until = arming.expiry(self.arming.max_seconds)
+            self._record(
+                "enrolment_armed",
+                person=arming.name,
+                detail={
+                    "update": arming.update,
+                    "seconds_left": round(until - wall),
+                    "armed_by": arming.armed_by,
+                },
+            )
+            self.door.set_enrolment_led(True)
+        stale = self.arming.current()
+        capturing_for = self._capture_arming.token if self._capture_arming is not None else None
+        if arming is None and stale is not None and wall >= stale.expiry(self.arming.max_seconds):
+            # a capture that started in time may finish; its arming expires afterwards
+            if stale.token not in self._expired_tokens and stale.token != capturing_for:
+                self._expired_tokens.add(stale.token)
+                self._record("enrolment_expired", person=stale.name)
+                self._remove_arming(stale.token)
+        elif arming is None and previous is not None:
+            self._record("enrolment_disarmed", person=previous.name)
+        if arming is None and previous is not None:
+            self.door.set_enrolment_led(False)
+
+    def _remove_arming(self, token: str) -> None:
+        """Delete the arming file if it still holds ``token``; a failure is only logged."""
+        try:
+            clear_arming(self.arming.path, token=token)
+        except OSError as exc:
+            log.error("could not remove the arming file %s: %s", self.arming.path, exc)
+
+    def _on_press(self, now: float) -> None:
+        """A short press: capture for the armed name, a pending person, or nobody."""
+        if self._capture is not None:
+            log.info("enrolment button pressed during a capture: ignored")
+            return
+        if self._armed is not None:
+            request = EnrolmentRequest(self._armed.name, update=self._armed.update, source="door")
+            self._start_capture(request, self._armed, now)
+        elif self.config.enrolment.allow_pending:
+            request = EnrolmentRequest(
+                pending_name(), pending=True, source="door (pending approval)"
+            )
+            self._start_capture(request, None, now)
+        else:
+            self.door.signal("enrolment_failed")
+            self._record("enrolment_ignored", detail={"reason": "not armed"})
+
+    def _start_capture(self, request: EnrolmentRequest, arming: Arming | None, now: float) -> None:
+        self._capture = CaptureSession(self.capture_settings, now)
+        self._capture_request, self._capture_arming = request, arming
+        self._captured_tracks = set()
+        self.door.signal("enrolment_start")  # "look at the camera"
+        self._led_restore_at = now + SIGNAL_PATTERN_SECONDS
+        self._record(
+            "enrolment_started",
+            person=request.name,
+            detail={
+                "update": request.update,
+                "pending": request.pending,
+                "seconds": self.capture_settings.capture_seconds,
+            },
+        )
+
+    def _feed_capture(
+        self, image: np.ndarray, faces: list, track_ids: list[int], now: float
+    ) -> set[int]:
+        """Give the frame to a running capture; returns the tracks that get no votes."""
+        session = self._capture
+        if session is None:
+            return set()
+        subject = subject_index(faces)
+        analysis = None
+        if subject is not None:
+            self._captured_tracks.add(track_ids[subject])
+            self.policy.forget(track_ids[subject])  # votes cast before the press do not count
+            if len(faces) == 1:
+                analysis = self.recognizer.analyse(image, faces, self.capture_settings.limits)[0]
+        session.feed(len(faces), analysis, now)
+        return self._captured_tracks
+
+    def _end_capture_if_due(self, now: float) -> None:
+        session, request = self._capture, self._capture_request
+        if session is None or request is None or not session.due(now):
+            return
+        result = session.finish(now)
+        try:
+            outcome = complete(
+                self.gallery, self.gallery.index(), request, result, self.threshold, self.min_margin
+            )
+        except Exception as exc:  # noqa: BLE001 - an enrolment bug must not stop the door
+            log.exception("enrolment of %s failed", request.name)
+            outcome = EnrolmentOutcome(request, result, reason=f"internal error: {exc}")
+        self._conclude(outcome, now)
+
+    def _cancel_capture(self, reason: str, now: float, signal_door: bool = True) -> None:
+        session, request = self._capture, self._capture_request
+        if session is None or request is None:
+            return
+        outcome = EnrolmentOutcome(request, session.cancel(reason, now), reason=reason)
+        self._conclude(outcome, now, signal_door=signal_door)
+
+    def _conclude(self, outcome: EnrolmentOutcome, now: float, signal_door: bool = True) -> None:
+        """Signal and log the end of a capture; consume the arming if someone was stored."""
+        arming = self._capture_arming
+        self._capture = self._capture_request = self._capture_arming = None
+        for track in self._captured_tracks:
+            self.policy.forget(track)
+        self._captured_tracks = set()
+        request, capture = outcome.request, outcome.capture
+        detail = {**capture.detail(), "update": request.update, "pending": request.pending}
+        if outcome.ok:
+            self.enrolments += 1
+            if arming is not None:
+                self._remove_arming(arming.token)  # one arming, one person
+                self._armed = None
+            self._next_gallery_poll = 0.0  # recognise the new person from the next frame
+            kind, pattern = "enrolled", "enrolment_ok"
+            self._last_decision = f"enrolled {outcome.person.name}"
+        else:
+            detail["reason"] = outcome.reason
+            if outcome.lookalike is not None:
+                detail["matches"] = outcome.lookalike
+                log.warning("enrolment of %s refused: %s", request.name, outcome.reason)
+            kind = "enrolment_cancelled" if capture.cancelled else "enrolment_failed"
+            pattern = "enrolment_failed"
+        if signal_door:
+            self.door.signal(pattern)
+            self._led_restore_at = now + SIGNAL_PATTERN_SECONDS
+        self._record(
+            kind, person=outcome.person.name if outcome.ok else request.name, detail=detail
+        )
+
+    # ------------------------------------------------------------------ events and reload
+    def _record(self, kind: str, **fields: Any) -> None:
+        """Record an event in the log (and the journal), then show it to ``on_event``."""
+        if self.events is not None:
+            self.events.record(kind, **fields)
+        if self.on_event is not None:
+            try:
+                self.on_event(kind, fields)
+            except Exception:  # noqa: BLE001 - an observer never stops the door
+                log.exception("on_event observer failed for %r", kind)
+
+    def _door_event(self, kind: str, details: dict) -> None:
+        if self.events is not None:
+            person = details.pop("person", None) if isinstance(details, dict) else None
+            self._record(kind, person=person, detail=details)
+
+    def _camera_event(self, kind: str, details: dict) -> None:
+        if self.events is not None:
+            self._record(kind, detail=details)
+
+    def reload(self) -> bool:
+        """Re-read the config file; apply it if valid, else keep the running config."""
+        self.notifier.reloading()
+        try:
+            new = load_config(self.options.config_path)
+        except ConfigError as exc:
+            log.error("config reload rejected; keeping the running config: %s", exc)
+            self._record(
+                "config_rejected", detail={"path": str(self.options.config_path), "error": str(exc)}
+            )
+            self.notifier.ready()
+            return False
+        needs_restart = [s for s in RESTART_SECTIONS if getattr(new, s) != getattr(self.config, s)]
+        needs_restart += [
+            f"door.{k}"
+            for k in RESTART_DOOR_KEYS
+            if getattr(new.door, k) != getattr(self.config.door, k)
+        ]
+        needs_restart += [
+            f"enrolment.{k}"
+            for k in RESTART_ENROLMENT_KEYS
+            if getattr(new.enrolment, k) != getattr(self.config.enrolment, k)
+        ]
+        self.config = new
+        self.capture_settings = CaptureSettings.from_config(new)  # for the next capture
+        self.arming.max_seconds = new.enrolment.max_armed_minutes * 60.0
+        self.policy = components.make_policy(new)
+        self.tracker.reset()
+        self.recognizer.limits = components.quality_limits(new)
+        embedder = self.recognizer.embedder
+        self.threshold, self.min_margin = components.match_settings(new, embedder)
+        if needs_restart:
+            log.warning(
+                "config applied; these changes take effect only after a restart: %s",
+                ", ".join(needs_restart),
+            )
+        self._record(
+            "config_reloaded",
+            detail={"path": str(self.options.config_path), "restart_needed_for": needs_restart},
+        )
+        self.notifier.ready()
+        return True

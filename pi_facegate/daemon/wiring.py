@@ -1,0 +1,173 @@
+"""Wiring: build the pipeline's parts from a validated config.
+
+The parts themselves take plain arguments and know nothing of the config file; this module
+is the one place that maps config sections onto constructors, for the CLI, the daemon and
+the benchmark alike.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from pi_facegate.config.schema import Config
+from pi_facegate.core.align import Aligner
+from pi_facegate.core.faces import Detector
+from pi_facegate.core.policy import AccessPolicy
+from pi_facegate.core.quality import QualityLimits
+from pi_facegate.door.controller import DoorController, make_pin_factory
+from pi_facegate.storage.gallery import Gallery
+from pi_facegate.vision.detection.factory import create_detector
+from pi_facegate.vision.embedder import Embedder
+from pi_facegate.vision.landmarks import DEFAULT_LANDMARKS, LandmarkRefiner
+from pi_facegate.vision.manifest import Manifest, load_manifest
+from pi_facegate.vision.recognizer import Recognizer
+
+
+def build_detector(config: Config, video: bool = False) -> Detector:
+    """The configured detector backend (``auto`` decides from the CPU before importing)."""
+    d = config.detector
+    return create_detector(
+        d.backend,
+        model=d.model,
+        min_score=d.min_score,
+        min_face_size=d.min_face_size,
+        video=video,
+        num_threads=d.threads,
+    )
+
+
+def build_embedder(config: Config) -> Embedder:
+    """The configured embedder, its manifest checked against the model file."""
+    return Embedder(load_manifest(config.embedder.model), num_threads=config.embedder.threads)
+
+
+def quality_limits(config: Config) -> QualityLimits:
+    """The live-camera quality gate from ``quality:``."""
+    q = config.quality
+    return QualityLimits(
+        min_face_size=q.min_face_size,
+        min_sharpness=q.min_sharpness,
+        max_yaw=q.max_yaw,
+        min_brightness=q.min_brightness,
+        max_brightness=q.max_brightness,
+    )
+
+
+def still_limits(config: Config) -> QualityLimits:
+    """The gate for photographs given on the command line: size and pose only.
+
+    A photo is a deliberate choice of an administrator; its sharpness and lighting are
+    whatever the photo has, so only what makes an embedding meaningless is refused.
+    """
+    return QualityLimits(
+        min_face_size=config.detector.min_face_size,
+        min_sharpness=0.0,
+        max_yaw=config.quality.max_yaw,
+        min_brightness=0.0,
+        max_brightness=0.0,
+    )
+
+
+def build_refiner(config: Config, manifest: Manifest) -> LandmarkRefiner | None:
+    """The face-mesh model the embedder's mesh template names, or None if it has none."""
+    if not Aligner.wants_mesh(manifest):
+        return None
+    name = manifest["alignment"]["mesh_template"].get("landmarks", DEFAULT_LANDMARKS)
+    # a 2.4 MB model run once per face: like the detector, one thread is as fast as two
+    return LandmarkRefiner(load_manifest(name), num_threads=config.detector.threads)
+
+
+def build_aligner(config: Config, manifest: Manifest) -> Aligner:
+    """The aligner the embedder's manifest prescribes (on face-mesh points when it has them)."""
+    return Aligner.from_manifest(manifest, build_refiner(config, manifest))
+
+
+def build_recognizer(
+    config: Config, video: bool = False, embedder: Embedder | None = None
+) -> Recognizer:
+    """Detector + aligner (+ landmark model) + embedder; the parts hold nothing to release
+    until the detector is built last, so a failure before it leaks nothing."""
+    embedder = embedder or build_embedder(config)
+    aligner = build_aligner(config, embedder.manifest)
+    detector = build_detector(config, video=video)
+    return Recognizer(
+        detector,
+        aligner,
+        embedder,
+        quality_limits(config),
+        detect_width=config.camera.detect_width if video else 0,
+    )
+
+
+def match_settings(config: Config, embedder: Embedder) -> tuple[float, float]:
+    """(threshold, min_margin): the config's, else the embedder manifest's defaults."""
+    defaults = embedder.manifest["embedding"]
+    threshold = config.matching.threshold
+    margin = config.matching.min_margin
+    return (
+        float(defaults["threshold"] if threshold is None else threshold),
+        float(defaults.get("min_margin", 0.0) if margin is None else margin),
+    )
+
+
+def embedder_fingerprint(manifest: Manifest) -> str:
+    """What a gallery records about the embedder that made its vectors.
+
+    Two things decide where a face lands in embedding space: the model file and the way
+    chips are cut for it (the alignment templates, detector and face-mesh). Both go into the
+    fingerprint, so a gallery made before either changed is refused instead of silently
+    mismatching.
+    """
+    section = manifest.get("alignment", {})
+    templates = [section.get("template")]
+    if section.get("mesh_template"):
+        templates.append(section["mesh_template"])
+    alignment = json.dumps(templates[0] if len(templates) == 1 else templates, sort_keys=True)
+    digest = hashlib.sha256(f"{manifest.sha256}\n{alignment}".encode()).hexdigest()
+    return f"{manifest.name}:{digest[:16]}"
+
+
+def open_gallery(path: Path, embedder: Embedder, create: bool = True) -> Gallery:
+    """The gallery at ``path``, refusing one made by another embedder."""
+    return Gallery.open(
+        path,
+        fingerprint=embedder_fingerprint(embedder.manifest),
+        embedding_size=embedder.size,
+        create=create,
+    )
+
+
+def make_policy(config: Config) -> AccessPolicy:
+    """The access policy from ``access:`` (the votes, window and cooldown)."""
+    a = config.access
+    return AccessPolicy(
+        votes_required=a.votes_required,
+        window_frames=a.window_frames,
+        window_seconds=a.window_seconds,
+        cooldown_seconds=a.cooldown_seconds,
+        unknown_log_interval_seconds=a.unknown_log_interval_seconds,
+    )
+
+
+def make_door(config: Config, simulate: bool, on_event) -> DoorController:
+    """The door I/O from ``door:``; simulated GPIO only when asked for (flag or config)."""
+    d = config.door
+    return DoorController(
+        relay_pin=d.relay.pin,
+        active_high=d.relay.active_high,
+        lock_type=d.relay.lock_type,
+        unlock_seconds=d.relay.unlock_seconds,
+        contact_pin=d.contact.pin,
+        contact_closed_when=d.contact.closed_when,
+        held_open_seconds=d.contact.held_open_seconds,
+        exit_button_pin=d.exit_button.pin,
+        exit_button_pull_up=d.exit_button.pull_up,
+        led_granted=d.leds.granted,
+        led_denied=d.leds.denied,
+        led_enrolment=d.leds.enrolment,
+        buzzer_pin=d.buzzer.pin,
+        pin_factory=make_pin_factory(simulate or d.simulate),
+        on_event=on_event,
+    )

@@ -1,0 +1,714 @@
+"""The gallery: the appliance's local embedding file (one SQLite database).
+
+It holds people and their face embeddings -- never photos. The CLI writes it while the
+daemon reads it, possibly at the same moment, so:
+
+* **WAL mode**: readers never block the writer and see a consistent snapshot.
+* **``synchronous=FULL``**: every commit is fsynced before it returns. Writes are rare
+  (enrolment, administration), so the cost does not matter, and with ``NORMAL`` a power
+  cut -- common on a Pi -- could undo the last commits: a person an administrator saw
+  removed or disabled would get back in.
+* **One transaction per change** (``BEGIN IMMEDIATE``): a ``kill -9`` or power cut mid-write
+  never leaves half a person; a person is never stored without an embedding.
+* **``busy_timeout``** (5 s by default): a writer waits for another writer instead of failing.
+* **Private files**: the database is created with mode 0600 before SQLite opens it; SQLite
+  gives its ``-wal``/``-shm`` files the database's mode, and the gallery tightens them too.
+* **Change detection**: :meth:`Gallery.index` returns a cached, immutable
+  :class:`~pi_facegate.core.matcher.GalleryIndex` and rebuilds it only when ``PRAGMA
+  data_version`` (commits by other connections, any process) or this object's own commit
+  counter moved, so the running daemon sees an enrolment or removal at its next call.
+
+The gallery records the embedder fingerprint that made its vectors and refuses to open
+with another one: embeddings of two models cannot be compared. A file that is not a
+gallery, a newer schema or a corrupt file is a :class:`~pi_facegate.exc.GalleryError`, and
+nothing is modified.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import stat
+import threading
+import unicodedata
+import urllib.parse
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from pi_facegate.core.matcher import GalleryIndex
+from pi_facegate.exc import (
+    DuplicatePersonError,
+    GalleryError,
+    GalleryMismatchError,
+    InvalidPersonError,
+    PersonNotFoundError,
+)
+
+log = logging.getLogger("pi_facegate.gallery")  # journal name: stable across moves
+
+#: Version of the table layout below; a file with a larger one is refused.
+SCHEMA_VERSION = 1
+#: SQLite header field identifying the file (``file(1)`` shows it); ASCII "FGal".
+APPLICATION_ID = 0x4647616C
+#: Longest accepted person name, in characters.
+MAX_NAME_LENGTH = 100
+#: Length of an embedding when creating a gallery without saying (the dlib ResNet's).
+DEFAULT_EMBEDDING_SIZE = 128
+#: Seconds a write waits for another process's write to finish.
+DEFAULT_TIMEOUT = 5.0
+MEMORY = ":memory:"
+
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+_VECTOR_DTYPE = np.dtype("<f4")  # stored little-endian float32, whatever the CPU
+
+_SCHEMA = """
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE people (
+    id      INTEGER PRIMARY KEY,
+    name    TEXT NOT NULL UNIQUE COLLATE NOCASE,
+    enabled INTEGER NOT NULL DEFAULT 1 CHECK (enabled IN (0, 1)),
+    pending INTEGER NOT NULL DEFAULT 0 CHECK (pending IN (0, 1)),
+    created TEXT NOT NULL,
+    note    TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE embeddings (
+    id        INTEGER PRIMARY KEY,
+    person_id INTEGER NOT NULL REFERENCES people (id) ON DELETE CASCADE,
+    vector    BLOB NOT NULL,
+    created   TEXT NOT NULL,
+    source    TEXT
+);
+CREATE INDEX embeddings_by_person ON embeddings (person_id);
+"""
+
+_PERSON_SQL = """
+SELECT p.id, p.name, p.enabled, p.pending, p.created, p.note,
+       (SELECT COUNT(*) FROM embeddings e WHERE e.person_id = p.id)
+FROM people p
+"""
+
+
+@dataclass(frozen=True)
+class Person:
+    """One enrolled person as stored (``created`` is an ISO 8601 UTC timestamp)."""
+
+    id: int
+    name: str
+    enabled: bool
+    pending: bool
+    created: str
+    note: str
+    embedding_count: int
+
+    @property
+    def active(self) -> bool:
+        """True when this person may be granted access (enabled and approved)."""
+        return self.enabled and not self.pending
+
+
+class Gallery:
+    """People and their embeddings in one SQLite file (or ``":memory:"``).
+
+    ``fingerprint`` names the embedder (see ``components.embedder_fingerprint``); an
+    existing gallery made by another one is a :class:`GalleryMismatchError`. With
+    ``fingerprint=None`` an existing gallery opens for administration whatever made it
+    (list, rename, remove, ...) but refuses new embeddings. ``embedding_size`` is the
+    embedder's vector length: used when creating (default 128), checked when opening if
+    given (the fingerprint implies it anyway). ``create=False``
+    makes a missing file an error instead of a new gallery. Thread-safe; ``close()`` is
+    idempotent and the object is a context manager.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        fingerprint: str | None,
+        embedding_size: int | None = None,
+        *,
+        create: bool = True,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        self._conn: sqlite3.Connection | None = None  # close() relies on it: set first
+        self._lock = threading.RLock()
+        self._index: GalleryIndex | None = None
+        self._index_key: tuple[int, int] | None = None
+        self._own_commits = 0
+        self.timeout = float(timeout)
+        self.path: str | Path = MEMORY if str(path) == MEMORY else Path(path)
+        self.fingerprint = fingerprint
+        self._given_fingerprint = fingerprint  # None: administration only, no new embeddings
+        self._given_size = embedding_size  # None: whatever the gallery records
+        self.embedding_size = (
+            DEFAULT_EMBEDDING_SIZE if embedding_size is None else int(embedding_size)
+        )
+        self.created = ""
+        self.schema_version = SCHEMA_VERSION
+        if self.path == MEMORY:
+            self._conn = self._connect(MEMORY)
+            self._setup(is_new=True)
+            return
+        made_file, empty = _prepare_file(self.path, create, may_create=fingerprint is not None)
+        is_new = made_file or (create and empty)
+        try:
+            self._conn = self._connect(_rw_uri(self.path))
+            self._setup(is_new=is_new)
+        except BaseException:
+            self.close()
+            if made_file:
+                self.path.unlink(missing_ok=True)
+            raise
+        _restrict_sidecars(self.path)
+
+    @classmethod
+    def open(
+        cls,
+        path: str | os.PathLike[str],
+        fingerprint: str | None,
+        embedding_size: int | None = None,
+        *,
+        create: bool = True,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> Gallery:
+        """Open (or create) the gallery at ``path``; same arguments as the constructor."""
+        return cls(path, fingerprint, embedding_size, create=create, timeout=timeout)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def close(self) -> None:
+        """Close the database; safe to call twice."""
+        with self._lock:
+            conn, self._conn = self._conn, None
+            if conn is not None:
+                try:
+                    conn.close()
+                except sqlite3.Error as exc:  # pragma: no cover - nothing left to do
+                    log.warning("closing gallery %s: %s", self.path, exc)
+
+    @property
+    def closed(self) -> bool:
+        return self._conn is None
+
+    def __enter__(self) -> Gallery:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "open"
+        return f"<Gallery {str(self.path)!r} {state} fingerprint={self.fingerprint!r}>"
+
+    # ------------------------------------------------------------------ people
+
+    def add_person(
+        self,
+        name: str,
+        embeddings: np.ndarray,
+        *,
+        enabled: bool = True,
+        pending: bool = False,
+        note: str = "",
+        source: str | Sequence[str | None] | None = None,
+    ) -> Person:
+        """Store a new person with at least one embedding, in one transaction.
+
+        ``embeddings`` is ``(n, D)`` or one ``(D,)`` vector; ``source`` says where they came
+        from (``"camera"``, a file name, or one entry per embedding). A name already taken
+        (case-insensitively) is a :class:`DuplicatePersonError`.
+        """
+        name = normalise_name(name)
+        vectors = self._check_vectors(embeddings)
+        sources = _sources(source, len(vectors))
+        with self._write() as conn:
+            self._refuse_taken(conn, name)
+            cursor = conn.execute(
+                "INSERT INTO people (name, enabled, pending, created, note) VALUES (?, ?, ?, ?, ?)",
+                (name, int(bool(enabled)), int(bool(pending)), _now(), str(note)),
+            )
+            person_id = int(cursor.lastrowid)
+            self._insert_vectors(conn, person_id, vectors, sources)
+            return self._person_by_id(conn, person_id)
+
+    def add_embeddings(
+        self,
+        who: str | int,
+        embeddings: np.ndarray,
+        *,
+        source: str | Sequence[str | None] | None = None,
+    ) -> Person:
+        """Add embeddings to an existing person (name or id); returns the updated person."""
+        vectors = self._check_vectors(embeddings)
+        sources = _sources(source, len(vectors))
+        with self._write() as conn:
+            person = self._lookup(conn, who)
+            self._insert_vectors(conn, person.id, vectors, sources)
+            return self._person_by_id(conn, person.id)
+
+    def get(self, who: str | int) -> Person:
+        """The person of that name (case-insensitive) or id; else :class:`PersonNotFoundError`."""
+        with self._read() as conn:
+            return self._lookup(conn, who)
+
+    def people(self) -> list[Person]:
+        """Everyone, sorted by name, with their embedding counts."""
+        with self._read() as conn:
+            rows = conn.execute(_PERSON_SQL + " ORDER BY p.name COLLATE NOCASE, p.id").fetchall()
+        return [_person(row) for row in rows]
+
+    def vectors(self, who: str | int) -> np.ndarray:
+        """The ``(n, D)`` float32 embeddings stored for a person, oldest first."""
+        with self._read() as conn:
+            person = self._lookup(conn, who)
+            rows = conn.execute(
+                "SELECT vector FROM embeddings WHERE person_id = ? ORDER BY id", (person.id,)
+            ).fetchall()
+        return self._decode([row[0] for row in rows])
+
+    def rename(self, who: str | int, new_name: str) -> Person:
+        """Give a person another name (a change of case only is allowed)."""
+        new_name = normalise_name(new_name)
+        with self._write() as conn:
+            person = self._lookup(conn, who)
+            self._refuse_taken(conn, new_name, except_id=person.id)
+            conn.execute("UPDATE people SET name = ? WHERE id = ?", (new_name, person.id))
+            return self._person_by_id(conn, person.id)
+
+    def set_enabled(self, who: str | int, enabled: bool) -> Person:
+        """Enable or disable a person; a disabled person is matched but never let in."""
+        return self._set_flag(who, "enabled", enabled)
+
+    def approve(self, who: str | int) -> Person:
+        """Clear a person's pending flag: their enrolment at the door becomes access."""
+        return self._set_flag(who, "pending", False)
+
+    def remove(self, who: str | int) -> Person:
+        """Delete a person and all their embeddings; returns what was removed."""
+        with self._write() as conn:
+            person = self._lookup(conn, who)
+            conn.execute("DELETE FROM people WHERE id = ?", (person.id,))
+            return person
+
+    # ------------------------------------------------------------------ matching
+
+    def index(self) -> GalleryIndex:
+        """The matcher's snapshot of the gallery, rebuilt only if the gallery changed."""
+        with self._lock:
+            self.refresh_if_changed()
+            assert self._index is not None
+            return self._index
+
+    def refresh_if_changed(self) -> bool:
+        """Rebuild the cached index if anyone committed a change since; True if rebuilt.
+
+        ``PRAGMA data_version`` changes when another connection (any process) commits,
+        and this object counts its own commits, so the check costs one tiny query.
+        """
+        with self._read() as conn:
+            key = (int(conn.execute("PRAGMA data_version").fetchone()[0]), self._own_commits)
+            if self._index is not None and key == self._index_key:
+                return False
+            self._index = self._load_index(conn)
+            self._index_key = key
+            return True
+
+    # ------------------------------------------------------------------ internals
+
+    def _connect(self, target: str) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(
+                target,
+                timeout=self.timeout,
+                isolation_level=None,  # autocommit; transactions are explicit
+                check_same_thread=False,  # guarded by self._lock instead
+                uri=target.startswith("file:"),
+            )
+        except sqlite3.Error as exc:
+            raise GalleryError(f"cannot open gallery {self.path}: {exc}") from exc
+        return conn
+
+    def _setup(self, is_new: bool) -> None:
+        """Check (or create) the schema, then set the connection's pragmas."""
+        assert self._conn is not None
+        with self._sql_errors("cannot open gallery"):
+            self._conn.execute("PRAGMA trusted_schema = OFF")
+            tables = _tables(self._conn)
+            if not tables and is_new:
+                self._create_schema()
+            elif "meta" not in tables:
+                raise GalleryError(
+                    f"{self.path} is not a pi-facegate gallery (an SQLite database without "
+                    "its meta table)"
+                )
+            self._check_meta(_read_meta(self._conn, self.path))
+            # only now, after the checks: switching to WAL rewrites a foreign file's header
+            self._conn.execute("PRAGMA journal_mode = WAL")
+            self._conn.execute("PRAGMA synchronous = FULL")
+            self._conn.execute("PRAGMA foreign_keys = ON")
+
+    def _create_schema(self) -> None:
+        assert self._conn is not None
+        if self.fingerprint is None:
+            raise GalleryError(f"cannot create gallery {self.path} without an embedder fingerprint")
+        self._conn.execute("PRAGMA journal_mode = WAL")
+        self._conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            if not _tables(self._conn):  # another process may have won the race
+                for statement in _SCHEMA.split(";"):  # not executescript: it would COMMIT
+                    if statement.strip():
+                        self._conn.execute(statement)
+                meta = {
+                    "schema_version": SCHEMA_VERSION,
+                    "fingerprint": self.fingerprint,
+                    "embedding_size": self.embedding_size,
+                    "created": _now(),
+                    "generation": 0,
+                }
+                self._conn.executemany(
+                    "INSERT INTO meta (key, value) VALUES (?, ?)",
+                    [(k, str(v)) for k, v in meta.items()],
+                )
+            self._conn.execute("COMMIT")
+        except BaseException:
+            _rollback(self._conn)
+            raise
+
+    def _check_meta(self, meta: dict[str, str]) -> None:
+        """Refuse newer schemas and other embedders; adopt the recorded values."""
+        version = _meta_int(meta, "schema_version", self.path)
+        if version > SCHEMA_VERSION:
+            raise GalleryError(
+                f"gallery {self.path} was made by a newer pi-facegate (schema {version}; this "
+                f"version reads up to {SCHEMA_VERSION}): upgrade pi-facegate"
+            )
+        stored_fp = meta.get("fingerprint")
+        stored_size = _meta_int(meta, "embedding_size", self.path)
+        if not stored_fp:
+            raise GalleryError(f"gallery {self.path} is corrupt: it records no embedder")
+        if self.fingerprint is not None and stored_fp != self.fingerprint:
+            raise GalleryMismatchError(
+                f"gallery {self.path} was made by embedder {stored_fp!r}, not by the current "
+                f"embedder {self.fingerprint!r}: their embeddings cannot be compared. "
+                "Re-enrol everyone into a new gallery (move this file aside or choose another "
+                "gallery path), or go back to the embedder that made it"
+            )
+        if self._given_size is not None and stored_size != self._given_size:
+            raise GalleryMismatchError(
+                f"gallery {self.path} holds {stored_size}-value embeddings but the embedder "
+                f"makes {self._given_size}-value ones: re-enrol into a new gallery"
+            )
+        self.schema_version = version
+        self.fingerprint = stored_fp
+        self.embedding_size = stored_size
+        self.created = meta.get("created", "")
+
+    def _require_conn(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise GalleryError(f"gallery {self.path} is closed")
+        return self._conn
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        with self._lock, self._sql_errors("cannot read gallery"):
+            yield self._require_conn()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One ``BEGIN IMMEDIATE`` transaction that also bumps the gallery's generation."""
+        with self._lock, self._sql_errors("cannot write gallery"):
+            conn = self._require_conn()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute(
+                    "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'"
+                )
+                conn.execute("COMMIT")
+            except BaseException:
+                _rollback(conn)
+                raise
+            finally:
+                self._own_commits += 1  # even a failed COMMIT may have changed the file
+
+    @contextmanager
+    def _sql_errors(self, action: str) -> Iterator[None]:
+        """Turn SQLite's exceptions into a one-line :class:`GalleryError`."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise _gallery_error(exc, action, self.path, self.timeout) from exc
+
+    def _check_vectors(self, embeddings: np.ndarray) -> np.ndarray:
+        if self._given_fingerprint is None:
+            raise GalleryError(
+                f"gallery {self.path} was opened without an embedder fingerprint: "
+                "it cannot take new embeddings"
+            )
+        vectors = np.asarray(embeddings, dtype=np.float32)
+        if vectors.ndim == 1 and vectors.size:
+            vectors = vectors.reshape(1, -1)
+        if vectors.ndim != 2 or vectors.size == 0:
+            raise InvalidPersonError(
+                f"need at least one embedding (an (n, {self.embedding_size}) array), "
+                f"got shape {np.shape(embeddings)}"
+            )
+        if vectors.shape[1] != self.embedding_size:
+            raise GalleryMismatchError(
+                f"embeddings have {vectors.shape[1]} values but gallery {self.path} holds "
+                f"{self.embedding_size}-value embeddings: they come from another embedder"
+            )
+        if not np.isfinite(vectors).all():
+            raise InvalidPersonError("embeddings contain NaN or infinite values: not stored")
+        return vectors
+
+    def _insert_vectors(
+        self,
+        conn: sqlite3.Connection,
+        person_id: int,
+        vectors: np.ndarray,
+        sources: list[str | None],
+    ) -> None:
+        created = _now()
+        conn.executemany(
+            "INSERT INTO embeddings (person_id, vector, created, source) VALUES (?, ?, ?, ?)",
+            [
+                (person_id, vector.astype(_VECTOR_DTYPE).tobytes(), created, source)
+                for vector, source in zip(vectors, sources, strict=True)
+            ],
+        )
+
+    def _set_flag(self, who: str | int, column: str, value: bool) -> Person:
+        assert column in ("enabled", "pending")
+        with self._write() as conn:
+            person = self._lookup(conn, who)
+            conn.execute(f"UPDATE people SET {column} = ? WHERE id = ?", (int(value), person.id))
+            return self._person_by_id(conn, person.id)
+
+    def _lookup(self, conn: sqlite3.Connection, who: str | int) -> Person:
+        """The person named ``who`` (str) or with id ``who`` (int)."""
+        if isinstance(who, bool) or not isinstance(who, (str, int, np.integer)):
+            raise TypeError(f"a person is named by a str or an int id, not {who!r}")
+        if isinstance(who, str):
+            key = unicodedata.normalize("NFC", who).strip()
+            row = conn.execute(_PERSON_SQL + " WHERE p.name = ?", (key,)).fetchone()
+        else:
+            row = conn.execute(_PERSON_SQL + " WHERE p.id = ?", (int(who),)).fetchone()
+        if row is None:
+            what = f"named {who!r}" if isinstance(who, str) else f"with id {int(who)}"
+            raise PersonNotFoundError(f"no person {what} in gallery {self.path}")
+        return _person(row)
+
+    def _person_by_id(self, conn: sqlite3.Connection, person_id: int) -> Person:
+        return self._lookup(conn, int(person_id))
+
+    def _refuse_taken(self, conn: sqlite3.Connection, name: str, except_id: int = -1) -> None:
+        row = conn.execute(
+            "SELECT name FROM people WHERE name = ? AND id != ?", (name, except_id)
+        ).fetchone()
+        if row is not None:
+            raise DuplicatePersonError(
+                f"a person named {row[0]!r} is already in gallery {self.path}"
+            )
+
+    def _decode(self, blobs: list[object]) -> np.ndarray:
+        """``(n, D)`` float32 from stored blobs; a blob of the wrong size means corruption."""
+        size = self.embedding_size * _VECTOR_DTYPE.itemsize
+        for blob in blobs:
+            if not isinstance(blob, bytes) or len(blob) != size:
+                raise GalleryError(
+                    f"gallery {self.path} is corrupt: an embedding is not {size} bytes of float32"
+                )
+        flat = np.frombuffer(b"".join(blobs), dtype=_VECTOR_DTYPE)  # type: ignore[arg-type]
+        return flat.reshape(-1, self.embedding_size).astype(np.float32)
+
+    def _load_index(self, conn: sqlite3.Connection) -> GalleryIndex:
+        """Read everything needed for matching in one read transaction (one snapshot)."""
+        conn.execute("BEGIN")
+        try:
+            generation = _meta_int(_read_meta(conn, self.path), "generation", self.path)
+            people = conn.execute("SELECT id, name, enabled, pending FROM people").fetchall()
+            rows = conn.execute(
+                "SELECT person_id, vector FROM embeddings ORDER BY person_id, id"
+            ).fetchall()
+        finally:
+            _rollback(conn)
+        owners = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        vectors = self._decode([r[1] for r in rows])
+        try:
+            return GalleryIndex.build(
+                [(int(i), str(n), bool(e), bool(p)) for i, n, e, p in people],
+                owners,
+                vectors,
+                fingerprint=str(self.fingerprint),
+                version=generation,
+            )
+        except ValueError as exc:
+            raise GalleryError(f"gallery {self.path} is corrupt: {exc}") from exc
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+def normalise_name(name: str) -> str:
+    """A person's name as stored: NFC, stripped; empty, overlong or control chars refused.
+
+    Names end up in logs and terminals, so control characters (newlines, escapes) are an
+    :class:`InvalidPersonError`, not something to print.
+    """
+    if not isinstance(name, str):
+        raise InvalidPersonError(f"a person's name must be text, not {name!r}")
+    clean = unicodedata.normalize("NFC", name).strip()
+    if not clean:
+        raise InvalidPersonError("a person's name must not be empty")
+    if len(clean) > MAX_NAME_LENGTH:
+        raise InvalidPersonError(
+            f"a person's name must be at most {MAX_NAME_LENGTH} characters, got {len(clean)}"
+        )
+    if any(unicodedata.category(ch).startswith("C") for ch in clean):
+        raise InvalidPersonError(f"a person's name must not contain control characters: {clean!r}")
+    return clean
+
+
+def _prepare_file(path: Path, create: bool, may_create: bool) -> tuple[bool, bool]:
+    """Check the file at ``path`` or create it (mode 0600): (created now, empty)."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        if not create:
+            raise GalleryError(f"no gallery at {path}") from None
+        if not may_create:
+            raise GalleryError(
+                f"no gallery at {path} (a new one needs the embedder's fingerprint)"
+            ) from None
+        made = _create_private_file(path)
+        return made, made or _is_empty(path)
+    except OSError as exc:
+        raise GalleryError(f"cannot open gallery {path}: {exc.strerror or exc}") from exc
+    if not stat.S_ISREG(info.st_mode):
+        raise GalleryError(f"{path} is not a pi-facegate gallery (not a regular file)")
+    if info.st_size:
+        _check_header(path)
+    if info.st_mode & 0o077:
+        log.warning("gallery %s is readable by other users (mode %o)", path, info.st_mode & 0o777)
+    return False, info.st_size == 0
+
+
+def _is_empty(path: Path) -> bool:
+    try:
+        return path.stat().st_size == 0
+    except OSError as exc:
+        raise GalleryError(f"cannot open gallery {path}: {exc.strerror or exc}") from exc
+
+
+def _create_private_file(path: Path) -> bool:
+    """Create an empty file readable by its owner only, before SQLite ever opens it."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    except FileExistsError:
+        if path.is_file():  # another process created it a moment ago
+            return False
+        raise GalleryError(f"cannot create gallery {path}: a part of its path is a file") from None
+    except OSError as exc:
+        raise GalleryError(f"cannot create gallery {path}: {exc.strerror or exc}") from exc
+    os.close(fd)
+    return True
+
+
+def _check_header(path: Path) -> None:
+    """Refuse a file that is not an SQLite database before SQLite touches it."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(len(_SQLITE_MAGIC))
+    except OSError as exc:
+        raise GalleryError(f"cannot read gallery {path}: {exc.strerror or exc}") from exc
+    if head != _SQLITE_MAGIC:
+        raise GalleryError(f"{path} is not a pi-facegate gallery (not an SQLite database)")
+
+
+def _restrict_sidecars(path: Path) -> None:
+    """Make SQLite's ``-wal``/``-shm`` files owner-only, like the database itself."""
+    for suffix in ("-wal", "-shm"):
+        sidecar = path.with_name(path.name + suffix)
+        try:
+            info = sidecar.stat()
+            if info.st_mode & 0o077 and info.st_uid == os.geteuid():
+                os.chmod(sidecar, stat.S_IMODE(info.st_mode) & 0o700)
+        except OSError:
+            continue  # absent or not ours: SQLite already gives it the database's mode
+
+
+def _rw_uri(path: Path) -> str:
+    """An SQLite URI that opens ``path`` read-write but never creates it."""
+    return "file:" + urllib.parse.quote(str(path.absolute())) + "?mode=rw"
+
+
+def _tables(conn: sqlite3.Connection) -> set[str]:
+    return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+
+def _read_meta(conn: sqlite3.Connection, path: str | Path) -> dict[str, str]:
+    try:
+        return {str(k): str(v) for k, v in conn.execute("SELECT key, value FROM meta")}
+    except sqlite3.OperationalError as exc:
+        raise GalleryError(f"{path} is not a pi-facegate gallery ({exc})") from exc
+
+
+def _meta_int(meta: dict[str, str], key: str, path: str | Path) -> int:
+    try:
+        return int(meta[key])
+    except (KeyError, ValueError):
+        raise GalleryError(f"gallery {path} is corrupt: its meta table lacks {key}") from None
+
+
+def _person(row: tuple) -> Person:
+    pid, name, enabled, pending, created, note, count = row
+    return Person(
+        int(pid), str(name), bool(enabled), bool(pending), str(created), str(note), int(count)
+    )
+
+
+def _sources(source: str | Sequence[str | None] | None, count: int) -> list[str | None]:
+    if source is None or isinstance(source, str):
+        return [source] * count
+    sources = [None if s is None else str(s) for s in source]
+    if len(sources) != count:
+        raise InvalidPersonError(f"{len(sources)} sources given for {count} embeddings")
+    return sources
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error as exc:  # the transaction is gone either way
+            log.debug("rollback failed: %s", exc)
+
+
+def _gallery_error(
+    exc: sqlite3.Error, action: str, path: str | Path, timeout: float
+) -> GalleryError:
+    """A one-line :class:`GalleryError` for an SQLite error, naming the file and the cause."""
+    code = getattr(exc, "sqlite_errorname", "") or ""
+    if code.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+        return GalleryError(
+            f"{action} {path}: another process kept it locked for more than {timeout:g} s"
+        )
+    if code.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")):
+        return GalleryError(f"{action} {path}: the file is corrupt ({exc})")
+    if code.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM", "SQLITE_AUTH")):
+        return GalleryError(f"{action} {path}: no permission or read-only ({exc})")
+    return GalleryError(f"{action} {path}: {exc}")
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
