@@ -18,7 +18,7 @@ Two streams come from one request, so they show the same instant:
   OpenCV's YUV conversion assumes.
 
 ``capture_arrays`` already copies out of the camera's buffers (``make_buffer``), so no
-camera memory escapes into a :class:`~pi_facegate.camera.sources.Frame`.
+camera memory escapes into a :class:`~pi_facegate.camera.source.Frame`.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from pi_facegate.camera.sources import Frame, FrameSource, _check_fps, lores_size
+from pi_facegate.camera.source import Frame, FrameSource, check_fps, lores_size
 from pi_facegate.exc import CameraError, CameraTimeoutError, ConfigError
 
 log = logging.getLogger("pi_facegate.camera_picamera2")  # journal name: stable across moves
@@ -124,7 +124,7 @@ class Picamera2Source(FrameSource):
             raise ConfigError(f"camera size must be positive (got {width}x{height})")
         self.width, self.height = int(width), int(height)
         self.lores = lores_size(self.width, self.height, lores_width)
-        self.fps = _check_fps(fps)
+        self.fps = check_fps(fps)
         self.camera_num = int(camera_num)
         self.buffer_count = int(buffer_count)
         self._streams: dict[str, tuple[str, int, int]] = {}

@@ -22,18 +22,13 @@ import cv2
 import numpy as np
 import pytest
 
+from pi_facegate.camera.factory import create_camera, create_source
+from pi_facegate.camera.grabber import FrameGrabber
+from pi_facegate.camera.opencv import OpenCVSource
 from pi_facegate.camera.picamera import Picamera2Source, main_to_rgb, yuv420_to_rgb
-from pi_facegate.camera.sources import (
-    Frame,
-    FrameGrabber,
-    FrameSource,
-    OpenCVSource,
-    ReplaySource,
-    SupervisedSource,
-    create_camera,
-    create_source,
-    natural_key,
-)
+from pi_facegate.camera.replay import ReplaySource, natural_key
+from pi_facegate.camera.source import Frame, FrameSource
+from pi_facegate.camera.supervisor import SupervisedSource
 from pi_facegate.exc import CameraError, CameraTimeoutError, ConfigError
 from pi_facegate.vision.images import load_image
 
@@ -754,7 +749,7 @@ def test_create_source_maps_the_camera_section(att_s1: Path) -> None:
 
 
 def test_create_source_accepts_the_validated_config_model(att_s1: Path) -> None:
-    config = pytest.importorskip("pi_facegate.config.schema")
+    config = pytest.importorskip("pi_facegate.config.loader")
     section = config.parse_config(
         {"camera": {"type": "replay", "replay": {"path": str(att_s1)}}}
     ).camera
@@ -879,20 +874,21 @@ def test_importing_the_camera_module_does_not_import_picamera2(tmp_path: Path) -
     script = textwrap.dedent(
         """
         import sys
-        import pi_facegate.camera.sources as camera
-        from pi_facegate.camera.sources import Picamera2Source
+        import pi_facegate.camera.factory as camera
+        from pi_facegate.camera.picamera import Picamera2Source
+        from pi_facegate.exc import CameraError
         source = camera.create_source(type="picamera2", detect_width=320)
         assert isinstance(source, Picamera2Source)
         assert "picamera2" not in sys.modules, "picamera2 imported too early"
         print("NOT-IMPORTED")
         try:
             source.start()
-        except camera.CameraError as exc:
+        except CameraError as exc:
             print("ERROR:", exc)
         """
     )
     env = dict(
-        os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), str(Path(__file__).parents[1])])
+        os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), str(Path(__file__).parents[2])])
     )
     result = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=60
