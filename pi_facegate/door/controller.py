@@ -1,19 +1,13 @@
-"""Door I/O: the relay, the door contact, the exit button, LEDs and buzzer.
+"""The door: the lock, the door contact, the exit button, LEDs and buzzer, as one device.
 
-This is the ONLY module that drives the lock relay. Everything is built from gpiozero devices
-on a ``pin_factory`` that the caller chooses: gpiozero's default (lgpio on a Pi) for the real
-door, or :class:`gpiozero.pins.mock.MockFactory` for tests and for an explicit simulation
-(:func:`make_pin_factory`). The mock is never selected silently.
-
-Lock wiring (``lock_type``):
-
-* ``"fail_secure"`` (electric strike, bolt): the relay is energised ONLY during a grant pulse;
-  power loss keeps the door locked.
-* ``"fail_safe"`` (maglock): the relay is energised to hold the door locked and de-energised
-  only during the pulse. Power loss -- and releasing the GPIO line when the process ends --
-  opens such a lock; that is the nature of a fail-safe lock (fire codes), not a choice made here.
-
-``active_high`` maps "energised" to the pin level (many relay boards are active-low).
+:class:`DoorController` composes the door from small named parts, the way gpiozero's
+``CompositeOutputDevice`` and ``LEDBoard`` compose theirs, all built on one ``pin_factory``
+(:mod:`pi_facegate.door.pins`): the relay and its grant pulse (:mod:`pi_facegate.door.lock`,
+the only module that drives the relay; the lock wiring is explained there), the contact
+(:mod:`pi_facegate.door.contact`), the exit button (:mod:`pi_facegate.door.buttons`) and the
+LEDs and buzzer (:mod:`pi_facegate.door.indicators`). It owns the one mutex they share and
+the timer thread that relocks, and it wires the inputs to the lock: a press of the exit button
+unlocks, an opening while locked is forced.
 
 Every state change is reported through ``on_event(name, data)``: ``"unlocked"``,
 ``"relocked"``, ``"exit_request"``, ``"door_opened"``, ``"door_closed"``, ``"door_forced"``,
@@ -24,27 +18,33 @@ not block: hand the event to a queue.
 
 from __future__ import annotations
 
-import atexit
 import logging
 import math
 import threading
 import time
-import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
 
+from pi_facegate.door.buttons import ExitButton
+from pi_facegate.door.contact import DoorContact
+from pi_facegate.door.indicators import Indicators
+from pi_facegate.door.lock import (
+    LOCK_TYPES,
+    DoorLock,
+    LockType,
+    RelockTimer,
+    forget_at_exit,
+    lock_at_exit,
+)
+from pi_facegate.door.pins import Pin
 from pi_facegate.exc import DoorError
 
 if TYPE_CHECKING:  # gpiozero is imported lazily: the pure core never needs it
-    from gpiozero import Device
     from gpiozero.pins import Factory
 
 log = logging.getLogger("pi_facegate.door")  # journal name: stable across moves
 
-LockType = Literal["fail_secure", "fail_safe"]
-LOCK_TYPES = ("fail_secure", "fail_safe")
 EventCallback = Callable[[str, dict[str, Any]], None]
-Pin = int | str
 
 #: Every event name ``on_event`` can receive.
 EVENTS = frozenset(
@@ -58,51 +58,6 @@ EVENTS = frozenset(
         "door_held_open",
     }
 )
-
-# signal(kind) patterns: (device attribute, on seconds, off seconds, repetitions). An on time of
-# None means "as long as the unlock pulse", so the green LED shows while the door is open.
-_SIGNAL_PATTERNS: dict[str, tuple[tuple[str, float | None, float, int], ...]] = {
-    "granted": (("_led_granted", None, 0.0, 1), ("_buzzer", 0.1, 0.0, 1)),
-    "denied": (("_led_denied", 0.2, 0.2, 3), ("_buzzer", 0.5, 0.0, 1)),
-    "enrolment_start": (("_led_enrolment", 0.25, 0.25, 4), ("_buzzer", 0.05, 0.1, 2)),
-    "enrolment_ok": (
-        ("_led_enrolment", 1.0, 0.0, 1),
-        ("_led_granted", 0.15, 0.15, 3),
-        ("_buzzer", 0.1, 0.1, 2),
-    ),
-    "enrolment_failed": (
-        ("_led_enrolment", 0.1, 0.1, 5),
-        ("_led_denied", 0.1, 0.1, 5),
-        ("_buzzer", 0.5, 0.0, 1),
-    ),
-}
-SIGNAL_KINDS = frozenset(_SIGNAL_PATTERNS)
-
-_SIMULATED_WARNING = (
-    "GPIO is SIMULATED (gpiozero MockFactory): the door is not connected, no relay will ever switch"
-)
-
-# Controllers still open at interpreter exit are locked by _lock_all_at_exit. It is registered
-# after gpiozero is imported (atexit runs last-registered first), so it locks the relay before
-# gpiozero's own exit hook stops threads and releases the pins.
-_OPEN_CONTROLLERS: weakref.WeakSet[DoorController] = weakref.WeakSet()
-_exit_hook_registered = False
-
-
-def make_pin_factory(simulate: bool) -> Factory | None:
-    """The pin factory for the daemon: a mock only when simulation was asked for explicitly.
-
-    :param simulate: True to run without GPIO hardware (demo, CI). The door is then not
-        connected at all, which is logged as a WARNING every time so it cannot go unnoticed.
-    :returns: a :class:`~gpiozero.pins.mock.MockFactory`, or None for gpiozero's default
-        (lgpio on a Pi 4/5), which fails loudly on a machine without GPIO.
-    """
-    if not simulate:
-        return None
-    from gpiozero.pins.mock import MockFactory
-
-    log.warning(_SIMULATED_WARNING)
-    return MockFactory()
 
 
 class DoorController:
@@ -120,7 +75,7 @@ class DoorController:
 
     :param relay_pin: GPIO of the relay driver.
     :param active_high: True if a high pin level energises the relay.
-    :param lock_type: ``"fail_secure"`` or ``"fail_safe"`` (see the module docstring).
+    :param lock_type: ``"fail_secure"`` or ``"fail_safe"`` (see :mod:`pi_facegate.door.lock`).
     :param unlock_seconds: length of a grant pulse, seconds (> 0).
     :param contact_pin: GPIO of the door contact, or None.
     :param contact_closed_when: pin level, ``"low"`` or ``"high"``, that means "door closed".
@@ -158,18 +113,13 @@ class DoorController:
         # Everything close() relies on is set before anything can raise.
         self._mutex = threading.RLock()
         self._wakeup = threading.Condition(self._mutex)
-        self._devices: list[Device] = []
-        self._relay = self._contact = self._exit_button = self._buzzer = None
-        self._led_granted = self._led_denied = self._led_enrolment = None
-        self._timer: threading.Thread | None = None
+        self._parts: list[DoorLock | DoorContact | ExitButton | Indicators] = []
+        self._lock: DoorLock | None = None
+        self._contact: DoorContact | None = None
+        self._exit_button: ExitButton | None = None
+        self._indicators: Indicators | None = None
+        self._timer: RelockTimer | None = None
         self._closed = False
-        self._unlocked = False
-        self._unlocked_since: float | None = None
-        self._relock_at: float | None = None
-        self._door_open: bool | None = None
-        self._opened_at: float | None = None
-        self._held_open_at: float | None = None
-        self._signal_mutex = threading.Lock()
         self._on_event = on_event
         self._clock = clock
 
@@ -178,9 +128,8 @@ class DoorController:
         self.lock_type = lock_type
         self.unlock_seconds = float(unlock_seconds)
         self.held_open_seconds = float(held_open_seconds)
-        self._energised_when_locked = lock_type == "fail_safe"
         try:
-            self._build_devices(
+            self._build_parts(
                 relay_pin,
                 active_high,
                 contact_pin,
@@ -196,7 +145,7 @@ class DoorController:
         except Exception as exc:
             self.close()
             raise DoorError(f"door I/O could not be set up: {exc}") from exc
-        _OPEN_CONTROLLERS.add(self)
+        lock_at_exit(self)
 
     # -- construction -----------------------------------------------------------------------
 
@@ -216,86 +165,68 @@ class DoorController:
         if closed_when not in ("low", "high"):
             raise DoorError(f"contact_closed_when must be 'low' or 'high', not {closed_when!r}")
 
-    def _build_devices(
+    def _build_parts(
         self,
         relay_pin: Pin,
         active_high: bool,
         contact_pin: Pin | None,
-        contact_closed_when: str,
+        contact_closed_when: Literal["low", "high"],
         exit_button_pin: Pin | None,
         exit_button_pull_up: bool,
         led_pins: tuple[Pin | None, Pin | None, Pin | None],
         buzzer_pin: Pin | None,
         pin_factory: Factory | None,
     ) -> None:
-        """Create the devices, relay first and already locked, each recorded for close()."""
-        from gpiozero import LED, Button, Buzzer, DigitalInputDevice, DigitalOutputDevice
-
-        _register_exit_hook()
-        # initial_value is the LOCKED state: the pin goes straight from input to "locked".
-        self._relay = self._add(
-            DigitalOutputDevice(
+        """Create the parts, the lock first and already locked, each recorded for close()."""
+        self._lock = self._add(
+            DoorLock(
                 relay_pin,
-                active_high=active_high,
-                initial_value=self._energised_when_locked,
-                pin_factory=pin_factory,
+                active_high,
+                self.lock_type,
+                self.unlock_seconds,
+                pin_factory,
+                emit=self._emit,
+                wakeup=self._wakeup,
+                clock=self._clock,
             )
         )
-        if pin_factory is None:
-            self._warn_if_mock(self._relay.pin_factory)
         if contact_pin is not None:
-            # Pulled towards "open", so a cut wire reads as an open (alarmed) door. The device
-            # is active when the door is closed.
             self._contact = self._add(
-                DigitalInputDevice(
-                    contact_pin, pull_up=contact_closed_when == "low", pin_factory=pin_factory
+                DoorContact(
+                    contact_pin,
+                    contact_closed_when,
+                    self.held_open_seconds,
+                    pin_factory,
+                    emit=self._emit,
+                    wakeup=self._wakeup,
+                    clock=self._clock,
                 )
             )
         if exit_button_pin is not None:
             self._exit_button = self._add(
-                Button(exit_button_pin, pull_up=exit_button_pull_up, pin_factory=pin_factory)
+                ExitButton(exit_button_pin, exit_button_pull_up, pin_factory)
             )
         granted, denied, enrolment = led_pins
-        if granted is not None:
-            self._led_granted = self._add(LED(granted, pin_factory=pin_factory))
-        if denied is not None:
-            self._led_denied = self._add(LED(denied, pin_factory=pin_factory))
-        if enrolment is not None:
-            self._led_enrolment = self._add(LED(enrolment, pin_factory=pin_factory))
-        if buzzer_pin is not None:
-            self._buzzer = self._add(Buzzer(buzzer_pin, pin_factory=pin_factory))
+        self._indicators = self._add(
+            Indicators(granted, denied, enrolment, buzzer_pin, self.unlock_seconds, pin_factory)
+        )
 
-    def _add(self, device: Any) -> Any:
-        self._devices.append(device)
-        return device
-
-    @staticmethod
-    def _warn_if_mock(factory: Factory) -> None:
-        """gpiozero chose a mock by itself (``GPIOZERO_PIN_FACTORY=mock``): say so loudly."""
-        from gpiozero.pins.mock import MockFactory
-
-        if isinstance(factory, MockFactory):
-            log.warning("%s (selected by GPIOZERO_PIN_FACTORY)", _SIMULATED_WARNING)
+    def _add(self, part: Any) -> Any:
+        self._parts.append(part)
+        return part
 
     def _start_timer(self) -> None:
-        self._timer = threading.Thread(
-            target=self._run_timer, name=f"DoorTimer-{self.relay_pin}", daemon=True
-        )
+        assert self._lock is not None
+        watched = () if self._contact is None else (self._contact,)
+        self._timer = RelockTimer(self._lock, self._wakeup, watched, clock=self._clock)
         self._timer.start()
 
     def _wire_inputs(self) -> None:
         """Attach callbacks last, once the timer that relocks exists."""
         if self._contact is not None:
-            self._contact.when_activated = self._on_contact_closed
-            self._contact.when_deactivated = self._on_contact_opened
-            with self._mutex:
-                self._door_open = not self._contact.is_active
-                if self._door_open:  # open at start: the held-open clock starts now
-                    self._opened_at = self._clock()
-                    self._held_open_at = self._opened_at + self.held_open_seconds
-                    self._wakeup.notify_all()
+            self._contact.attach(self._on_contact_change)
         if self._exit_button is not None:
-            self._exit_button.when_pressed = self._on_exit_pressed
+            self._exit_button.attach(self._on_exit_pressed)
 
     # -- public API -------------------------------------------------------------------------
 
@@ -303,13 +234,13 @@ class DoorController:
     def is_unlocked(self) -> bool:
         """True while a grant pulse is active (the relay is in its unlocked state)."""
         with self._mutex:
-            return self._unlocked
+            return self._lock is not None and self._lock.is_unlocked
 
     @property
     def is_door_open(self) -> bool | None:
         """What the door contact says, or None without a contact."""
         with self._mutex:
-            return self._door_open
+            return None if self._contact is None else self._contact.is_open
 
     @property
     def closed(self) -> bool:
@@ -323,8 +254,8 @@ class DoorController:
         Other door devices (the enrolment button) are built on the same factory, so a
         simulated door is simulated throughout and a test can drive their mock pins.
         """
-        relay = self._relay
-        return None if relay is None else relay.pin_factory
+        lock = self._lock
+        return None if lock is None else lock.pin_factory
 
     def unlock(self, reason: str, person: str | None = None) -> None:
         """Release the lock for ``unlock_seconds``; while already unlocked, extend to then.
@@ -337,27 +268,8 @@ class DoorController:
         with self._mutex:
             if self._closed:
                 raise DoorError(f"door on {self.relay_pin} is closed; not unlocking ({reason})")
-            now = self._clock()
-            extended = self._unlocked
-            if not extended:
-                try:
-                    self._drive(unlocked=True)
-                except Exception as exc:
-                    self._drive_locked_quietly()
-                    raise DoorError(
-                        f"could not drive the relay on {self.relay_pin}: {exc}"
-                    ) from exc
-                self._unlocked = True
-                self._unlocked_since = now
-            self._relock_at = now + self.unlock_seconds
-            self._emit(
-                "unlocked",
-                reason=reason,
-                person=person,
-                seconds=self.unlock_seconds,
-                extended=extended,
-            )
-            self._wakeup.notify_all()
+            assert self._lock is not None
+            self._lock.unlock(reason, person)
 
     def lock(self) -> None:
         """Lock now, ending any pulse.
@@ -367,8 +279,9 @@ class DoorController:
         with self._mutex:
             if self._closed:
                 return  # close() locked it already
+            assert self._lock is not None
             try:
-                self._relock("lock")
+                self._lock.relock("lock")
             except Exception as exc:
                 raise DoorError(f"could not drive the relay on {self.relay_pin}: {exc}") from exc
 
@@ -378,25 +291,12 @@ class DoorController:
         Patterns run in gpiozero background threads, so this returns at once. A failing LED
         is logged and otherwise ignored: signalling never affects the lock.
 
-        :param kind: one of :data:`SIGNAL_KINDS` ("granted", "denied", "enrolment_start",
-            "enrolment_ok", "enrolment_failed").
+        :param kind: one of :data:`~pi_facegate.door.indicators.SIGNAL_KINDS` ("granted",
+            "denied", "enrolment_start", "enrolment_ok", "enrolment_failed").
         :raises DoorError: for an unknown kind (a programming error).
         """
-        pattern = _SIGNAL_PATTERNS.get(kind)
-        if pattern is None:
-            raise DoorError(f"unknown signal {kind!r}; expected one of {sorted(SIGNAL_KINDS)}")
-        with self._signal_mutex:
-            if self._closed:
-                return
-            for attribute, on_time, off_time, repeat in pattern:
-                device = getattr(self, attribute)
-                if device is None:
-                    continue
-                on = self.unlock_seconds if on_time is None else on_time
-                try:
-                    device.blink(on_time=on, off_time=off_time, n=repeat, background=True)
-                except Exception:
-                    log.warning("signal %r failed on %r", kind, device, exc_info=True)
+        if self._indicators is not None:
+            self._indicators.signal(kind)
 
     def set_enrolment_led(self, on: bool) -> None:
         """Light the enrolment LED steadily (enrolment armed) or turn it off.
@@ -404,14 +304,8 @@ class DoorController:
         A no-op without that LED. A later :meth:`signal` pattern on the LED replaces the
         steady light (the pattern ends with the LED off; call this again afterwards).
         """
-        with self._signal_mutex:
-            led = self._led_enrolment
-            if self._closed or led is None:
-                return
-            try:
-                led.on() if on else led.off()
-            except Exception:
-                log.warning("enrolment LED failed", exc_info=True)
+        if self._indicators is not None:
+            self._indicators.set_enrolment_led(on)
 
     def close(self) -> None:
         """Lock, stop the timer, then close the devices in reverse order. Idempotent.
@@ -423,26 +317,23 @@ class DoorController:
             if self._closed:
                 return
             self._closed = True
-            self._held_open_at = None
-            if self._relay is not None:
+            if self._indicators is not None:
+                self._indicators.mute()  # no signal() may blink a device being closed
+            if self._contact is not None:
+                self._contact.cancel_held_open()
+            if self._lock is not None:
                 try:
-                    self._relock("close")
+                    self._lock.relock("close")
                 except Exception:
                     log.critical("could not lock the door on close", exc_info=True)
-            self._wakeup.notify_all()
-        _OPEN_CONTROLLERS.discard(self)
-        timer = self._timer
-        if timer is not None and timer is not threading.current_thread():
-            timer.join(timeout=5)
-            if timer.is_alive():
-                log.error("door timer thread did not stop within 5 s")
-        with self._signal_mutex:  # no signal() may blink a device being closed
-            for device in reversed(self._devices):
-                try:
-                    device.close()
-                except Exception:
-                    log.warning("closing %r failed", device, exc_info=True)
-            self._devices.clear()
+            if self._timer is not None:
+                self._timer.stop()
+        forget_at_exit(self)
+        if self._timer is not None:
+            self._timer.join()
+        for part in reversed(self._parts):
+            part.close()
+        self._parts.clear()
 
     def __enter__(self) -> DoorController:
         return self
@@ -451,33 +342,11 @@ class DoorController:
         self.close()
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else ("unlocked" if self._unlocked else "locked")
+        unlocked = self._lock is not None and self._lock.is_unlocked
+        state = "closed" if self._closed else ("unlocked" if unlocked else "locked")
         return f"<DoorController relay={self.relay_pin!r} {self.lock_type} {state}>"
 
-    # -- internals (call with self._mutex held) ---------------------------------------------
-
-    def _drive(self, unlocked: bool) -> None:
-        """Set the relay coil for the wanted lock state; only the relay decides the door."""
-        assert self._relay is not None
-        self._relay.value = unlocked != self._energised_when_locked
-
-    def _drive_locked_quietly(self) -> None:
-        """Best effort after a failure: try to lock, never raise (the caller raises)."""
-        try:
-            if self._relay is not None and not self._relay.closed:
-                self._drive(unlocked=False)
-        except Exception:
-            log.critical("could not drive the relay on %s to locked", self.relay_pin, exc_info=True)
-
-    def _relock(self, reason: str) -> None:
-        """Drive locked (even if we think we are: the pin is the truth), emit if a pulse ended."""
-        self._drive(unlocked=False)
-        self._relock_at = None  # only once locked: a failed relock is retried by the timer
-        if self._unlocked:
-            self._unlocked = False
-            since, self._unlocked_since = self._unlocked_since, None
-            open_for = self._clock() - since if since is not None else None
-            self._emit("relocked", reason=reason, unlocked_for=open_for)
+    # -- internals --------------------------------------------------------------------------
 
     def _emit(self, name: str, **data: Any) -> None:
         """Report an event; a failing callback is logged, never allowed to stop the door."""
@@ -488,35 +357,6 @@ class DoorController:
             self._on_event(name, data)
         except Exception:
             log.exception("on_event callback failed for %r", name)
-
-    def _run_timer(self) -> None:
-        """The one thread that relocks and watches the held-open deadline."""
-        with self._mutex:
-            while not self._closed:
-                try:
-                    self._fire_due_deadlines()
-                    timeout = self._seconds_to_next_deadline()
-                except Exception:
-                    log.critical("door timer failed; locking", exc_info=True)
-                    self._drive_locked_quietly()
-                    timeout = 0.1  # retry the relock deadline, without spinning
-                if not self._closed:
-                    self._wakeup.wait(timeout)
-
-    def _fire_due_deadlines(self) -> None:
-        now = self._clock()
-        if self._relock_at is not None and now >= self._relock_at:
-            self._relock("timeout")
-        if self._held_open_at is not None and now >= self._held_open_at:
-            self._held_open_at = None  # once per opening
-            since = self._opened_at if self._opened_at is not None else now
-            self._emit("door_held_open", open_seconds=now - since)
-
-    def _seconds_to_next_deadline(self) -> float | None:
-        deadlines = [d for d in (self._relock_at, self._held_open_at) if d is not None]
-        if not deadlines:
-            return None
-        return max(0.0, min(deadlines) - self._clock())
 
     # -- input callbacks (gpiozero's event thread) ------------------------------------------
 
@@ -530,132 +370,9 @@ class DoorController:
             except DoorError:
                 log.exception("exit button: could not unlock")
 
-    def _on_contact_opened(self) -> None:
-        self._on_contact_change(door_open=True)
-
-    def _on_contact_closed(self) -> None:
-        self._on_contact_change(door_open=False)
-
     def _on_contact_change(self, door_open: bool) -> None:
         with self._mutex:
-            if self._closed or door_open == self._door_open:
+            if self._closed:
                 return
-            self._door_open = door_open
-            now = self._clock()
-            if door_open:
-                forced = not self._unlocked
-                self._opened_at = now
-                self._held_open_at = now + self.held_open_seconds
-                self._emit("door_opened", forced=forced)
-                if forced:
-                    self._emit("door_forced")
-                self._wakeup.notify_all()
-            else:
-                since, self._opened_at = self._opened_at, None
-                self._held_open_at = None
-                self._emit("door_closed", open_seconds=now - since if since is not None else None)
-
-
-class EnrolmentButton:
-    """The enrolment button at the door: a short press asks for a capture, a long one aborts.
-
-    A press is reported on release, and only if the button was not held for
-    ``long_press_seconds``: a long press therefore never starts a capture, it only calls
-    ``on_long_press`` (once, when the hold time is reached). Both callbacks run on
-    gpiozero's threads and must only hand the event over (set a flag, queue it).
-
-    Wiring: the button between ``pin`` and GND (``pull_up=True``, internal pull-up) or 3V3.
-
-    :param pin: BCM GPIO of the button.
-    :param on_press: called after a short press.
-    :param on_long_press: called when the button has been held ``long_press_seconds``.
-    :param pin_factory: gpiozero pin factory (the door's, see
-        :attr:`DoorController.pin_factory`); None for gpiozero's default.
-    :raises DoorError: when the button cannot be set up.
-    """
-
-    def __init__(
-        self,
-        pin: Pin,
-        on_press: Callable[[], None],
-        on_long_press: Callable[[], None],
-        pull_up: bool = True,
-        long_press_seconds: float = 3.0,
-        pin_factory: Factory | None = None,
-    ) -> None:
-        self._button = None  # close() relies on it
-        self._held = False
-        self._on_press = on_press
-        self._on_long_press = on_long_press
-        if not (math.isfinite(long_press_seconds) and long_press_seconds > 0):
-            raise DoorError(
-                f"long_press_seconds must be a positive number, not {long_press_seconds!r}"
-            )
-        self.pin = pin
-        try:
-            from gpiozero import Button
-
-            self._button = Button(
-                pin, pull_up=pull_up, hold_time=long_press_seconds, pin_factory=pin_factory
-            )
-            self._button.when_pressed = self._pressed
-            self._button.when_held = self._long_pressed
-            self._button.when_released = self._released
-        except Exception as exc:
-            self.close()
-            raise DoorError(f"enrolment button on {pin} could not be set up: {exc}") from exc
-
-    def _pressed(self) -> None:
-        self._held = False
-
-    def _long_pressed(self) -> None:
-        self._held = True
-        self._call(self._on_long_press, "long press")
-
-    def _released(self) -> None:
-        if not self._held:
-            self._call(self._on_press, "press")
-        self._held = False
-
-    @staticmethod
-    def _call(callback: Callable[[], None], what: str) -> None:
-        try:
-            callback()
-        except Exception:
-            log.exception("enrolment button: %s handler failed", what)
-
-    @property
-    def is_pressed(self) -> bool:
-        return bool(self._button is not None and self._button.is_pressed)
-
-    def close(self) -> None:
-        """Release the pin; idempotent."""
-        button, self._button = self._button, None
-        if button is not None:
-            try:
-                button.close()
-            except Exception:
-                log.warning("closing the enrolment button failed", exc_info=True)
-
-    def __enter__(self) -> EnrolmentButton:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-
-def _register_exit_hook() -> None:
-    """Register :func:`_lock_all_at_exit` once, after gpiozero registered its own hook."""
-    global _exit_hook_registered
-    if not _exit_hook_registered:
-        atexit.register(_lock_all_at_exit)
-        _exit_hook_registered = True
-
-
-def _lock_all_at_exit() -> None:
-    """A controller someone forgot to close still ends locked when Python exits."""
-    for controller in list(_OPEN_CONTROLLERS):
-        try:
-            controller.close()
-        except Exception:  # pragma: no cover - best effort at exit
-            log.critical("could not close %r at exit", controller, exc_info=True)
+            assert self._contact is not None and self._lock is not None
+            self._contact.change(door_open, unlocked=self._lock.is_unlocked)

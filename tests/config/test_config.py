@@ -11,14 +11,9 @@ import pydantic
 import pytest
 import yaml
 
-from pi_facegate.config.schema import (
-    PIN_KEYS,
-    Config,
-    iter_fields,
-    load_config,
-    parse_config,
-    parse_config_text,
-)
+from pi_facegate.config.gpio import PIN_KEYS
+from pi_facegate.config.loader import load_config, parse_config, parse_config_text
+from pi_facegate.config.schema import Config, iter_fields
 from pi_facegate.exc import ConfigError
 from pi_facegate.paths import REPO_DIR
 

@@ -21,7 +21,8 @@ from gpiozero.devices import Device
 from gpiozero.exc import GPIOPinInUse
 from gpiozero.pins.mock import MockFactory, MockPin
 
-from pi_facegate.door.controller import DoorController, make_pin_factory
+from pi_facegate.door.controller import DoorController
+from pi_facegate.door.pins import make_pin_factory
 from pi_facegate.exc import DoorError
 
 RELAY, CONTACT, EXIT, LED_OK, LED_NO, LED_ENROL, BUZZER = 17, 22, 27, 5, 6, 13, 19
