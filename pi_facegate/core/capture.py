@@ -1,8 +1,6 @@
-"""Enrolment at the door: the guided capture and the administrator's arming file.
+"""Enrolment at the door: the guided capture, a pure state machine touching no hardware.
 
-Two halves, neither touching hardware:
-
-**The capture.** A :class:`CaptureSession` is a small state machine driven by
+A :class:`CaptureSession` is a small state machine driven by
 ``feed(face_count, subject, now)`` once per frame. Each frame is judged
 (:func:`judge_frame`): exactly one face in view, and that face passes a gate stricter
 than recognition's (:class:`CaptureSettings` holds the limits: the stored face is the
@@ -12,52 +10,35 @@ per embedding wanted, else at its deadline. :meth:`CaptureSession.finish` then p
 to ``embeddings`` views that differ from each other (:func:`pick_diverse`: greedy
 farthest-point in embedding space, refusing near-duplicates), or fails with the most
 common reason a frame was refused ("no face", "two faces", "too blurred", ...), which is
-what a person at the door can act on. :func:`complete` checks the picked faces against
-the gallery (a face that already matches someone else is refused) and stores the person in
-ONE transaction, so a crash never leaves half a person.
+what a person at the door can act on. :func:`lookalike` tells whether the picked faces
+already match someone else; storing them (in ONE transaction, so a crash never leaves half
+a person) is :func:`pi_facegate.daemon.enrolment_store.complete`'s job.
 
-**Arming.** Anyone can press a button at the door, so a press alone never gives access.
-An administrator arms enrolment for a name and a time (``facegate enroll arm``): a small
-JSON file, ``enrolment-armed.json`` next to the gallery it enrols into (the service's state
-directory, unless ``storage.gallery`` moves the gallery), written atomically (temporary
-file, fsync, rename) with mode 0600. The daemon polls it with one ``stat`` per
-frame (:class:`ArmingWatcher`) and re-reads it only when it changed. The state directory
-belongs to the service user (mode 0700), so arming needs that user's rights
-(``sudo -u facegate facegate enroll arm ...``), exactly like editing the gallery; a file
-that is writable by group or others, or owned by another user, is refused. The daemon,
-not the file, decides expiry: never later than ``armed_at + max_armed_minutes``.
+Arming -- the administrator's permission for the next button press, a file next to the
+gallery -- is file I/O and lives in :mod:`pi_facegate.storage.arming`.
 
 Frames are analysed by the caller (:class:`~pi_facegate.vision.recognizer.Recognizer`), so the
-daemon and ``facegate enroll NAME --camera`` share everything here.
+daemon and ``facegate enroll NAME --camera`` share everything here. This module sees them
+only through the small :class:`AnalysedFace` protocol, and the config only through
+:class:`CaptureConfig`: ``core`` imports no other room, not even for type hints.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import os
-import secrets
-import stat
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import numpy as np
 
+from pi_facegate.core.faces import Face
 from pi_facegate.core.matcher import GalleryIndex, search
-from pi_facegate.core.quality import QualityLimits
-from pi_facegate.exc import EnrolmentError, FacegateError
-
-if TYPE_CHECKING:
-    from pi_facegate.config.schema import Config
-    from pi_facegate.core.faces import Face
-    from pi_facegate.storage.gallery import Gallery, Person
-    from pi_facegate.vision.recognizer import FaceAnalysis
+from pi_facegate.core.quality import QualityLimits, QualityReport
+from pi_facegate.exc import EnrolmentError
 
 log = logging.getLogger("pi_facegate.enrolment")  # journal name: stable across moves
 
@@ -72,12 +53,66 @@ NO_FRAMES = "no frames from the camera"
 #: choice for :func:`pick_diverse`, and the person need not stand there any longer.
 GOOD_FRAMES_PER_EMBEDDING = 3
 
-ARMING_FILE_NAME = "enrolment-armed.json"
-ARMING_FILE_MODE = 0o600
-#: How long ``facegate enroll arm`` arms without ``--timeout``, seconds.
-DEFAULT_ARMING_SECONDS = 300.0
-#: An arming dated this far in the future (seconds) is refused: a clock jump or a forgery.
-_CLOCK_SKEW_SECONDS = 60.0
+
+# --------------------------------------------------------------------------- what the caller gives
+
+
+class AnalysedFace(Protocol):
+    """One face as the recognition pipeline analysed it (``vision``'s ``FaceAnalysis`` fits).
+
+    ``embedding`` is None when the face failed the gate it was analysed with.
+    """
+
+    @property
+    def quality(self) -> QualityReport: ...
+
+    @property
+    def embedding(self) -> np.ndarray | None: ...
+
+
+class QualityGate(Protocol):
+    """A config section with the quality gate's limits (``quality:`` and ``enrolment:``)."""
+
+    @property
+    def min_face_size(self) -> float: ...
+
+    @property
+    def min_sharpness(self) -> float: ...
+
+    @property
+    def max_yaw(self) -> float: ...
+
+    @property
+    def min_brightness(self) -> float: ...
+
+    @property
+    def max_brightness(self) -> float: ...
+
+
+class EnrolmentGate(QualityGate, Protocol):
+    """The ``enrolment:`` section: a stricter gate, plus how long and how much to capture."""
+
+    @property
+    def capture_seconds(self) -> float: ...
+
+    @property
+    def embeddings(self) -> int: ...
+
+    @property
+    def min_good_frames(self) -> int: ...
+
+    @property
+    def min_distance(self) -> float: ...
+
+
+class CaptureConfig(Protocol):
+    """What :meth:`CaptureSettings.from_config` reads of the config (``Config`` fits)."""
+
+    @property
+    def enrolment(self) -> EnrolmentGate: ...
+
+    @property
+    def quality(self) -> QualityGate: ...
 
 
 # --------------------------------------------------------------------------- judging frames
@@ -116,7 +151,7 @@ class CaptureSettings:
         return self.embeddings * GOOD_FRAMES_PER_EMBEDDING
 
     @classmethod
-    def from_config(cls, config: Config) -> CaptureSettings:
+    def from_config(cls, config: CaptureConfig) -> CaptureSettings:
         """The ``enrolment:`` section, its gate combined with ``quality:`` (stricter wins).
 
         A stored face must at least be one recognition would embed, so no enrolment limit
@@ -168,7 +203,7 @@ def subject_index(faces: Sequence[Face]) -> int | None:
     return max(range(len(faces)), key=lambda i: faces[i].size)
 
 
-def judge_frame(face_count: int, subject: FaceAnalysis | None) -> FrameJudgement:
+def judge_frame(face_count: int, subject: AnalysedFace | None) -> FrameJudgement:
     """Judge one frame: exactly one face in view, and that face through the enrolment gate.
 
     ``subject`` is the analysis of the only face (made with the enrolment limits), or
@@ -282,7 +317,7 @@ class CaptureSession:
         """Seconds left before the deadline (0 when past it)."""
         return max(0.0, self.deadline - now)
 
-    def feed(self, face_count: int, subject: FaceAnalysis | None, now: float) -> FrameJudgement:
+    def feed(self, face_count: int, subject: AnalysedFace | None, now: float) -> FrameJudgement:
         """Judge one frame (see :func:`judge_frame`) and keep its face if it is good."""
         if self._result is not None:
             raise EnrolmentError("this capture has ended; start a new one")
@@ -340,7 +375,7 @@ class CaptureSession:
         return self._result
 
 
-# --------------------------------------------------------------------------- storing
+# --------------------------------------------------------------------------- the request
 
 
 @dataclass(frozen=True)
@@ -361,21 +396,6 @@ class EnrolmentRequest:
     allow_lookalike: bool = False
 
 
-@dataclass(frozen=True)
-class EnrolmentOutcome:
-    """The end of one enrolment: the stored person, or the reason nothing was stored."""
-
-    request: EnrolmentRequest
-    capture: CaptureResult
-    person: Person | None = None
-    reason: str | None = None
-    lookalike: str | None = None  # the enrolled person the face already matches, if that failed it
-
-    @property
-    def ok(self) -> bool:
-        return self.person is not None
-
-
 def lookalike(
     index: GalleryIndex, embeddings: np.ndarray, threshold: float, min_margin: float, name: str
 ) -> tuple[str, float] | None:
@@ -394,261 +414,6 @@ def lookalike(
     return None
 
 
-def complete(
-    gallery: Gallery,
-    index: GalleryIndex,
-    request: EnrolmentRequest,
-    capture: CaptureResult,
-    threshold: float,
-    min_margin: float,
-) -> EnrolmentOutcome:
-    """Store a finished capture in ONE transaction, or say why not.
-
-    Nothing is stored when the capture failed, when the face already matches another
-    enrolled person (unless ``request.allow_lookalike``), when the name is taken (without
-    ``update``) or unknown (with ``update``). Gallery errors become the outcome's reason.
-    """
-    if not capture.ok:
-        return EnrolmentOutcome(request, capture, reason=capture.reason)
-    if not request.allow_lookalike:
-        found = lookalike(index, capture.embeddings, threshold, min_margin, request.name)
-        if found is not None:
-            other, distance = found
-            reason = f"already enrolled as {other!r} (distance {distance:.3f})"
-            return EnrolmentOutcome(request, capture, reason=reason, lookalike=other)
-    try:
-        if request.update:
-            person = gallery.add_embeddings(request.name, capture.embeddings, source=request.source)
-        else:
-            person = gallery.add_person(
-                request.name,
-                capture.embeddings,
-                enabled=request.enabled,
-                pending=request.pending,
-                note=request.note,
-                source=request.source,
-            )
-    except FacegateError as exc:
-        return EnrolmentOutcome(request, capture, reason=str(exc))
-    return EnrolmentOutcome(request, capture, person=person)
-
-
 def pending_name(now: float | None = None) -> str:
     """The name of a person captured without arming: ``pending-YYYYmmdd-HHMMSS`` (local)."""
     return time.strftime("pending-%Y%m%d-%H%M%S", time.localtime(now))
-
-
-# --------------------------------------------------------------------------- arming
-
-
-@dataclass(frozen=True)
-class Arming:
-    """An administrator's permission for the next button press to enrol ``name``.
-
-    Times are epoch seconds (``time.time()``): the CLI and the daemon are different
-    processes, possibly different users. ``token`` tells one arming from the next with the
-    same name, so the daemon consumes exactly the arming it used.
-    """
-
-    name: str
-    update: bool
-    armed_at: float
-    expires_at: float
-    token: str
-    armed_by: str = ""
-
-    def expiry(self, max_seconds: float | None = None) -> float:
-        """When this arming ends, capped at ``armed_at + max_seconds`` (the daemon's limit)."""
-        end = self.expires_at
-        if max_seconds is not None:
-            end = min(end, self.armed_at + max_seconds)
-        return end
-
-    def is_active(self, now: float, max_seconds: float | None = None) -> bool:
-        """True from ``armed_at`` until :meth:`expiry`; an arming from the future is not."""
-        return self.armed_at - _CLOCK_SKEW_SECONDS <= now < self.expiry(max_seconds)
-
-    def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=True) + "\n"
-
-    @classmethod
-    def from_json(cls, text: str, source: str = "arming file") -> Arming:
-        """Parse and validate; anything odd is an :class:`EnrolmentError` naming the problem."""
-        try:
-            data = json.loads(text)
-        except ValueError as exc:
-            raise EnrolmentError(f"{source}: not valid JSON ({exc})") from None
-        if not isinstance(data, dict):
-            raise EnrolmentError(f"{source}: expected a JSON object")
-        problems = []
-        for key, kind in (("name", str), ("update", bool), ("token", str)):
-            if not isinstance(data.get(key), kind):
-                problems.append(f"{key} must be a {kind.__name__}")
-        for key in ("armed_at", "expires_at"):
-            value = data.get(key)
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                problems.append(f"{key} must be a number")
-            elif not math.isfinite(value):
-                problems.append(f"{key} must be finite")
-        if problems:
-            raise EnrolmentError(f"{source}: " + "; ".join(problems))
-        if not data["name"].strip():
-            raise EnrolmentError(f"{source}: name is empty")
-        return cls(
-            name=data["name"],
-            update=data["update"],
-            armed_at=float(data["armed_at"]),
-            expires_at=float(data["expires_at"]),
-            token=data["token"],
-            armed_by=str(data.get("armed_by", "")),
-        )
-
-
-def arming_path(directory: Path) -> Path:
-    """The arming file in ``directory`` (the gallery's: the CLI and the daemon agree on it)."""
-    return Path(directory) / ARMING_FILE_NAME
-
-
-def new_arming(
-    name: str, seconds: float, update: bool = False, now: float | None = None, armed_by: str = ""
-) -> Arming:
-    """An arming of ``name`` for ``seconds`` from ``now`` (epoch), with a fresh token."""
-    if not (math.isfinite(seconds) and seconds > 0):
-        raise EnrolmentError(f"an arming must last a positive time, not {seconds!r} s")
-    start = time.time() if now is None else float(now)
-    return Arming(name, bool(update), start, start + seconds, secrets.token_hex(8), armed_by)
-
-
-def write_arming(path: Path, arming: Arming) -> None:
-    """Write ``arming`` atomically with mode 0600: the daemon sees the old file or the new.
-
-    The temporary file is created in the same directory (``mkstemp`` makes it 0600),
-    flushed to disk, then renamed over the old one; the directory is synced so the rename
-    survives a power cut.
-    """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            os.fchmod(handle.fileno(), ARMING_FILE_MODE)
-            handle.write(arming.to_json())
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _sync_dir(path.parent)
-
-
-def read_arming(path: Path) -> Arming | None:
-    """The arming in ``path``, or None if there is none.
-
-    :raises EnrolmentError: when the file cannot be read, is not an arming, or is writable
-        by anyone but its owner, or owned by another user than this process or root (it
-        could then have been planted).
-    """
-    path = Path(path)
-    try:
-        with open(path, encoding="utf-8") as handle:
-            _check_file_trust(os.fstat(handle.fileno()), path)
-            text = handle.read(64 * 1024)
-    except FileNotFoundError:
-        return None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise EnrolmentError(f"{path}: cannot read the arming file: {exc}") from None
-    return Arming.from_json(text, str(path))
-
-
-def clear_arming(path: Path, token: str | None = None) -> Arming | None:
-    """Remove the arming file; returns the arming removed (None if there was none).
-
-    With ``token``, only that arming is removed: an administrator who re-armed in between
-    keeps the new one (the daemon consumes exactly the arming it used).
-    """
-    try:
-        arming = read_arming(path)
-    except EnrolmentError:
-        arming = None  # an invalid file is removed all the same (unless a token was asked)
-        if token is not None:
-            return None
-    if token is not None and (arming is None or arming.token != token):
-        return None
-    try:
-        Path(path).unlink()
-    except FileNotFoundError:
-        return None
-    _sync_dir(Path(path).parent)
-    return arming
-
-
-def _check_file_trust(st: os.stat_result, path: Path) -> None:
-    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        raise EnrolmentError(
-            f"{path}: refused: writable by group or others (mode {stat.S_IMODE(st.st_mode):o})"
-        )
-    if hasattr(os, "getuid") and st.st_uid not in (os.getuid(), 0):
-        raise EnrolmentError(
-            f"{path}: refused: owned by uid {st.st_uid}, not by the service user; "
-            "arm as the service user (sudo -u facegate facegate enroll arm ...)"
-        )
-
-
-def _sync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-class ArmingWatcher:
-    """The daemon's view of the arming file: one ``stat`` per poll, a read only on change.
-
-    :meth:`poll` returns the active arming or None. An invalid file is logged once (per
-    change of the file) and treated as "not armed": an error never arms anything.
-    """
-
-    def __init__(self, path: Path, max_seconds: float) -> None:
-        self.path = Path(path)
-        self.max_seconds = float(max_seconds)
-        self._key: tuple[int, ...] | None = None
-        self._arming: Arming | None = None
-        self.error: str | None = None  # why the current file was refused, if it was
-
-    def poll(self, now: float | None = None) -> Arming | None:
-        """The arming in force at ``now`` (epoch seconds; default: the current time)."""
-        now = time.time() if now is None else now
-        try:
-            st = os.stat(self.path)
-        except FileNotFoundError:
-            self._key, self._arming, self.error = None, None, None
-            return None
-        except OSError as exc:
-            self._refuse(None, f"{self.path}: cannot stat the arming file: {exc}")
-            return None
-        key = (st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size)
-        if key != self._key:
-            self._key = key
-            try:
-                self._arming, self.error = read_arming(self.path), None
-            except EnrolmentError as exc:
-                self._refuse(key, str(exc))
-        arming = self._arming
-        if arming is None or not arming.is_active(now, self.max_seconds):
-            return None
-        return arming
-
-    def current(self) -> Arming | None:
-        """The last arming read, active or not (to tell an expiry from a cancel)."""
-        return self._arming
-
-    def _refuse(self, key: tuple[int, ...] | None, error: str) -> None:
-        if error != self.error:
-            log.warning("enrolment is not armed: %s", error)
-        self._key, self._arming, self.error = key, None, error

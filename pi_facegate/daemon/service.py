@@ -8,11 +8,13 @@ loop after the current frame; SIGHUP re-reads the config file and keeps the last
 if the new one is invalid. Every error path leaves the relay in its locked state: the door
 controller starts locked, a grant is the only thing that pulses it, and ``close()`` locks.
 
-Enrolment at the door runs inside the same loop (see :mod:`pi_facegate.core.capture`): the
-loop polls the administrator's arming file (one ``stat`` per frame) and the enrolment
-button's flags (set by gpiozero's thread), runs a capture session over the next frames --
-the face being captured gets no votes from the access policy meanwhile, every other face is
-decided as usual -- and stores the person in one transaction when the session ends.
+Enrolment at the door runs inside the same loop (see :mod:`pi_facegate.daemon.door_enrolment`
+and :mod:`pi_facegate.core.capture`): the loop polls the administrator's arming file (one
+``stat`` per frame) and the enrolment button's flags (set by gpiozero's thread), runs a
+capture session over the next frames -- the face being captured gets no votes from the
+access policy meanwhile, every other face is decided as usual -- and stores the person in
+one transaction when the session ends. :class:`~pi_facegate.daemon.door_enrolment.DoorEnrolment`
+owns that state; the service only calls it from the loop, at close and on reload.
 """
 
 from __future__ import annotations
@@ -29,28 +31,21 @@ from typing import Any
 
 import numpy as np
 
-from pi_facegate.camera.sources import FrameGrabber, FrameSource, SupervisedSource, create_source
-from pi_facegate.config.schema import Config, load_config
-from pi_facegate.core.capture import (
-    Arming,
-    ArmingWatcher,
-    CaptureSession,
-    CaptureSettings,
-    EnrolmentOutcome,
-    EnrolmentRequest,
-    arming_path,
-    clear_arming,
-    complete,
-    pending_name,
-    subject_index,
-)
+from pi_facegate.camera.factory import create_camera, create_source
+from pi_facegate.camera.source import FrameSource
+from pi_facegate.config.loader import load_config
+from pi_facegate.config.schema import Config
+from pi_facegate.core.capture import CaptureResult, EnrolmentRequest
 from pi_facegate.core.matcher import GalleryIndex
 from pi_facegate.core.policy import Decision
 from pi_facegate.core.tracker import FaceTracker
 from pi_facegate.daemon import wiring as components
+from pi_facegate.daemon.door_enrolment import DoorEnrolment
+from pi_facegate.daemon.enrolment_store import EnrolmentOutcome, complete
 from pi_facegate.daemon.notify import Notifier
-from pi_facegate.door.controller import DoorController, EnrolmentButton
-from pi_facegate.exc import CameraError, ConfigError, FacegateError
+from pi_facegate.door.controller import DoorController
+from pi_facegate.exc import CameraError, ConfigError
+from pi_facegate.storage.arming import arming_path
 from pi_facegate.storage.events import EventWriter
 from pi_facegate.storage.gallery import Gallery
 from pi_facegate.vision.recognizer import Recognizer
@@ -63,8 +58,6 @@ READ_TIMEOUT_SECONDS = 1.0  # a read never blocks longer, so signals and the wat
 RESTART_SECTIONS = ("camera", "detector", "embedder", "storage")
 RESTART_DOOR_KEYS = ("simulate", "relay", "contact", "exit_button", "leds", "buzzer")
 RESTART_ENROLMENT_KEYS = ("button_pin", "button_pull_up", "long_press_seconds")
-# After an enrolment signal pattern, the steady "armed" LED is restored this much later (s).
-SIGNAL_PATTERN_SECONDS = 2.0
 
 #: ``on_event(kind, fields)``: every event the service records, as recorded (tests, tools).
 EventObserver = Callable[[str, dict[str, Any]], None]
@@ -108,7 +101,6 @@ class DoorService:
         self._reload_requested = threading.Event()
         self.events: EventWriter | None = None
         self.door: DoorController | None = None
-        self.button: EnrolmentButton | None = None
         self.recognizer: Recognizer | None = None
         self.gallery: Gallery | None = None
         self.camera: FrameSource | None = None
@@ -125,20 +117,15 @@ class DoorService:
         self._next_status = 0.0
         self.frames = 0
         self.grants = 0
-        # enrolment at the door
-        self._capture: CaptureSession | None = None
-        self._capture_request: EnrolmentRequest | None = None
-        self._capture_arming: Arming | None = None
-        self._captured_tracks: set[int] = set()
-        self._armed: Arming | None = None  # the arming in force at the last poll
-        self._expired_tokens: set[str] = set()
-        self._press = threading.Event()  # set by the button's thread, taken by the loop
-        self._long_press = threading.Event()
-        self._led_restore_at: float | None = None
-        self.enrolments = 0
-        self.capture_settings = CaptureSettings.from_config(config)
-        self.arming = ArmingWatcher(
-            arming_path(self.data_paths()[0].parent), config.enrolment.max_armed_minutes * 60.0
+        # the recognizer and the policy are looked up per call: start() and reload() set them
+        self.enrolment = DoorEnrolment(
+            config,
+            arming_path(self.data_paths()[0].parent),
+            record=self._record,
+            analyse=lambda image, faces, limits: self.recognizer.analyse(image, faces, limits),
+            store=self._store_capture,
+            forget=lambda track: self.policy.forget(track),
+            on_enrolled=self._on_enrolled,
         )
 
     # ------------------------------------------------------------------ lifecycle
@@ -175,7 +162,7 @@ class DoorService:
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.events = EventWriter(events_path, max_events=cfg.storage.max_events)
         self.door = components.make_door(cfg, opts.simulate_gpio, self._door_event)
-        self.button = self._make_button()
+        self.enrolment.start(self.door)
         embedder = components.build_embedder(cfg)
         self.recognizer = components.build_recognizer(cfg, video=True, embedder=embedder)
         self.threshold, self.min_margin = components.match_settings(cfg, embedder)
@@ -199,20 +186,6 @@ class DoorService:
             self.camera.describe(),
         )
 
-    def _make_button(self) -> EnrolmentButton | None:
-        """The enrolment button, on the door's pin factory (simulated with the door)."""
-        e = self.config.enrolment
-        if e.button_pin is None:
-            return None
-        return EnrolmentButton(
-            e.button_pin,
-            on_press=self._press.set,
-            on_long_press=self._long_press.set,
-            pull_up=e.button_pull_up,
-            long_press_seconds=e.long_press_seconds,
-            pin_factory=self.door.pin_factory,
-        )
-
     def _make_camera(self) -> FrameSource:
         cam, opts = self.config.camera, self.options
         if opts.replay is not None:
@@ -220,15 +193,7 @@ class DoorService:
             return create_source(
                 cam, type="replay", replay_path=opts.replay, replay_fps=fps, replay_loop=False
             )
-        if cam.type == "replay":
-            return create_source(cam)
-        return SupervisedSource(
-            lambda: FrameGrabber(create_source(cam)),
-            retry_initial=cam.retry_initial_seconds,
-            retry_max=cam.retry_max_seconds,
-            on_event=self._camera_event,
-            stop_event=self.stop_event,
-        )
+        return create_camera(cam, on_event=self._camera_event, stop_event=self.stop_event)
 
     def close(self) -> None:
         """Lock first, then close everything in reverse order of start; idempotent.
@@ -240,9 +205,8 @@ class DoorService:
                 self.door.lock()
             except Exception:  # noqa: BLE001 - close() below locks again
                 log.exception("locking the door failed")
-        if self._capture is not None:
-            self._cancel_capture("the service is stopping", time.monotonic(), signal_door=False)
-        for part in (self.camera, self.gallery, self.recognizer, self.button, self.door):
+        self.enrolment.stop(time.monotonic())
+        for part in (self.camera, self.gallery, self.recognizer, self.enrolment, self.door):
             if part is None:
                 continue
             try:
@@ -252,7 +216,7 @@ class DoorService:
         if self.events is not None:
             self._record("stopped", detail={"frames": self.frames, "grants": self.grants})
             self.events.close()
-        self.camera = self.gallery = self.recognizer = self.button = self.door = self.events = None
+        self.camera = self.gallery = self.recognizer = self.door = self.events = None
 
     def run(self) -> int:
         """Start, loop until stopped (or the replay ends), close. Returns the exit status."""
@@ -281,8 +245,8 @@ class DoorService:
                 log.debug("no frame: %s", exc)
                 # without frames, arming changes and a capture's deadline are still served
                 now = time.monotonic()
-                self._poll_enrolment(now)
-                self._end_capture_if_due(now)
+                self.enrolment.poll(now)
+                self.enrolment.finish_if_due(now)
                 self._service_ping(camera_ok=False)
                 continue
             if frame is None:
@@ -321,10 +285,9 @@ class DoorService:
         )
         camera = "ok" if camera_ok else f"camera {getattr(self.camera, 'state', 'failed')}"
         text = f"{fps:.1f} fps, {camera}, last decision: {self._last_decision}"
-        if self._capture_request is not None:
-            text += f", enrolling {self._capture_request.name}"
-        elif self._armed is not None:
-            text += f", enrolment armed for {self._armed.name}"
+        enrolment = self.enrolment.describe()
+        if enrolment is not None:
+            text += f", {enrolment}"
         return text
 
     def _refresh_gallery(self, now: float) -> None:
@@ -347,7 +310,7 @@ class DoorService:
         """
         now = time.monotonic()
         self._refresh_gallery(now)
-        self._poll_enrolment(now)
+        self.enrolment.poll(now)
         rec = self.recognizer
         ts = max(self._last_video_ts + 1, int(captured * 1000))
         self._last_video_ts = ts
@@ -355,7 +318,7 @@ class DoorService:
         track_ids = self.tracker.update([f.box for f in faces], captured)
         for gone in self.tracker.dropped:
             self.policy.forget(gone)
-        excluded = self._feed_capture(image, faces, track_ids, now)
+        excluded = self.enrolment.feed(image, faces, track_ids, now)
         # a face already granted is not embedded again while its person is in cooldown
         todo = [
             (f, t)
@@ -372,7 +335,7 @@ class DoorService:
             decision = self.policy.observe(track, analysis.match, captured)
             decisions.append(decision)
             self._act(decision, captured)
-        self._end_capture_if_due(time.monotonic())
+        self.enrolment.finish_if_due(time.monotonic())
         self.frames += 1
         self._frame_times.append(now)
         self._last_frame_at = time.monotonic()
@@ -396,168 +359,16 @@ class DoorService:
             self._record(**fields)
             self._last_decision = f"denied ({fields['detail'].get('reason')})"
 
-    # ------------------------------------------------------------------ enrolment at the door
-    def _poll_enrolment(self, now: float) -> None:
-        """Between two frames: arming changes, button presses, cancellation, the armed LED."""
-        try:
-            self._track_arming(time.time())
-            if self._long_press.is_set():
-                self._long_press.clear()
-                if self._capture is not None:
-                    self._cancel_capture("cancelled by a long press of the button", now)
-                else:
-                    log.info("enrolment button held, but no capture is running: nothing to abort")
-            arming = self._capture_arming
-            if arming is not None:
-                current = self.arming.current()
-                if current is None or current.token != arming.token:
-                    self._cancel_capture("cancelled by the administrator", now)
-            if self._press.is_set():
-                self._press.clear()
-                self._on_press(now)
-            if self._led_restore_at is not None and now >= self._led_restore_at:
-                self._led_restore_at = None
-                self.door.set_enrolment_led(self._armed is not None)
-        except (FacegateError, OSError) as exc:  # an enrolment problem never stops the door
-            log.error("enrolment: %s", exc)
-
-    def _track_arming(self, wall: float) -> None:
-        """Log arming, expiry and disarming once each; remove an expired arming file."""
-        arming = self.arming.poll(wall)
-        previous, self._armed = self._armed, arming
-        if arming is not None and (previous is None or previous.token != arming.token):
-            until = arming.expiry(self.arming.max_seconds)
-            self._record(
-                "enrolment_armed",
-                person=arming.name,
-                detail={
-                    "update": arming.update,
-                    "seconds_left": round(until - wall),
-                    "armed_by": arming.armed_by,
-                },
-            )
-            self.door.set_enrolment_led(True)
-        stale = self.arming.current()
-        capturing_for = self._capture_arming.token if self._capture_arming is not None else None
-        if arming is None and stale is not None and wall >= stale.expiry(self.arming.max_seconds):
-            # a capture that started in time may finish; its arming expires afterwards
-            if stale.token not in self._expired_tokens and stale.token != capturing_for:
-                self._expired_tokens.add(stale.token)
-                self._record("enrolment_expired", person=stale.name)
-                self._remove_arming(stale.token)
-        elif arming is None and previous is not None:
-            self._record("enrolment_disarmed", person=previous.name)
-        if arming is None and previous is not None:
-            self.door.set_enrolment_led(False)
-
-    def _remove_arming(self, token: str) -> None:
-        """Delete the arming file if it still holds ``token``; a failure is only logged."""
-        try:
-            clear_arming(self.arming.path, token=token)
-        except OSError as exc:
-            log.error("could not remove the arming file %s: %s", self.arming.path, exc)
-
-    def _on_press(self, now: float) -> None:
-        """A short press: capture for the armed name, a pending person, or nobody."""
-        if self._capture is not None:
-            log.info("enrolment button pressed during a capture: ignored")
-            return
-        if self._armed is not None:
-            request = EnrolmentRequest(self._armed.name, update=self._armed.update, source="door")
-            self._start_capture(request, self._armed, now)
-        elif self.config.enrolment.allow_pending:
-            request = EnrolmentRequest(
-                pending_name(), pending=True, source="door (pending approval)"
-            )
-            self._start_capture(request, None, now)
-        else:
-            self.door.signal("enrolment_failed")
-            self._record("enrolment_ignored", detail={"reason": "not armed"})
-
-    def _start_capture(self, request: EnrolmentRequest, arming: Arming | None, now: float) -> None:
-        self._capture = CaptureSession(self.capture_settings, now)
-        self._capture_request, self._capture_arming = request, arming
-        self._captured_tracks = set()
-        self.door.signal("enrolment_start")  # "look at the camera"
-        self._led_restore_at = now + SIGNAL_PATTERN_SECONDS
-        self._record(
-            "enrolment_started",
-            person=request.name,
-            detail={
-                "update": request.update,
-                "pending": request.pending,
-                "seconds": self.capture_settings.capture_seconds,
-            },
+    # ------------------------------------------------------------------ enrolment hooks
+    def _store_capture(self, request: EnrolmentRequest, result: CaptureResult) -> EnrolmentOutcome:
+        """Store a finished door capture, checked against the gallery as it is now."""
+        return complete(
+            self.gallery, self.gallery.index(), request, result, self.threshold, self.min_margin
         )
 
-    def _feed_capture(
-        self, image: np.ndarray, faces: list, track_ids: list[int], now: float
-    ) -> set[int]:
-        """Give the frame to a running capture; returns the tracks that get no votes."""
-        session = self._capture
-        if session is None:
-            return set()
-        subject = subject_index(faces)
-        analysis = None
-        if subject is not None:
-            self._captured_tracks.add(track_ids[subject])
-            self.policy.forget(track_ids[subject])  # votes cast before the press do not count
-            if len(faces) == 1:
-                analysis = self.recognizer.analyse(image, faces, self.capture_settings.limits)[0]
-        session.feed(len(faces), analysis, now)
-        return self._captured_tracks
-
-    def _end_capture_if_due(self, now: float) -> None:
-        session, request = self._capture, self._capture_request
-        if session is None or request is None or not session.due(now):
-            return
-        result = session.finish(now)
-        try:
-            outcome = complete(
-                self.gallery, self.gallery.index(), request, result, self.threshold, self.min_margin
-            )
-        except Exception as exc:  # noqa: BLE001 - an enrolment bug must not stop the door
-            log.exception("enrolment of %s failed", request.name)
-            outcome = EnrolmentOutcome(request, result, reason=f"internal error: {exc}")
-        self._conclude(outcome, now)
-
-    def _cancel_capture(self, reason: str, now: float, signal_door: bool = True) -> None:
-        session, request = self._capture, self._capture_request
-        if session is None or request is None:
-            return
-        outcome = EnrolmentOutcome(request, session.cancel(reason, now), reason=reason)
-        self._conclude(outcome, now, signal_door=signal_door)
-
-    def _conclude(self, outcome: EnrolmentOutcome, now: float, signal_door: bool = True) -> None:
-        """Signal and log the end of a capture; consume the arming if someone was stored."""
-        arming = self._capture_arming
-        self._capture = self._capture_request = self._capture_arming = None
-        for track in self._captured_tracks:
-            self.policy.forget(track)
-        self._captured_tracks = set()
-        request, capture = outcome.request, outcome.capture
-        detail = {**capture.detail(), "update": request.update, "pending": request.pending}
-        if outcome.ok:
-            self.enrolments += 1
-            if arming is not None:
-                self._remove_arming(arming.token)  # one arming, one person
-                self._armed = None
-            self._next_gallery_poll = 0.0  # recognise the new person from the next frame
-            kind, pattern = "enrolled", "enrolment_ok"
-            self._last_decision = f"enrolled {outcome.person.name}"
-        else:
-            detail["reason"] = outcome.reason
-            if outcome.lookalike is not None:
-                detail["matches"] = outcome.lookalike
-                log.warning("enrolment of %s refused: %s", request.name, outcome.reason)
-            kind = "enrolment_cancelled" if capture.cancelled else "enrolment_failed"
-            pattern = "enrolment_failed"
-        if signal_door:
-            self.door.signal(pattern)
-            self._led_restore_at = now + SIGNAL_PATTERN_SECONDS
-        self._record(
-            kind, person=outcome.person.name if outcome.ok else request.name, detail=detail
-        )
+    def _on_enrolled(self, outcome: EnrolmentOutcome) -> None:
+        self._next_gallery_poll = 0.0  # recognise the new person from the next frame
+        self._last_decision = f"enrolled {outcome.person.name}"
 
     # ------------------------------------------------------------------ events and reload
     def _record(self, kind: str, **fields: Any) -> None:
@@ -603,8 +414,7 @@ class DoorService:
             if getattr(new.enrolment, k) != getattr(self.config.enrolment, k)
         ]
         self.config = new
-        self.capture_settings = CaptureSettings.from_config(new)  # for the next capture
-        self.arming.max_seconds = new.enrolment.max_armed_minutes * 60.0
+        self.enrolment.reload(new)  # applies from the next capture
         self.policy = components.make_policy(new)
         self.tracker.reset()
         self.recognizer.limits = components.quality_limits(new)

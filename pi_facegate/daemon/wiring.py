@@ -16,7 +16,8 @@ from pi_facegate.core.align import Aligner
 from pi_facegate.core.faces import Detector
 from pi_facegate.core.policy import AccessPolicy
 from pi_facegate.core.quality import QualityLimits
-from pi_facegate.door.controller import DoorController, make_pin_factory
+from pi_facegate.door.controller import DoorController
+from pi_facegate.door.pins import make_pin_factory
 from pi_facegate.storage.gallery import Gallery
 from pi_facegate.vision.detection.factory import create_detector
 from pi_facegate.vision.embedder import Embedder
