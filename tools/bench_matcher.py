@@ -11,7 +11,8 @@ Embeddings are random unit vectors (like dlib's, whose norms are close to 1); th
 :func:`pi_facegate.core.matcher.search` does not depend on the values. ``--sqlite`` also stores
 the gallery in a temporary SQLite file and times :meth:`Gallery.index` after a change
 (what the daemon pays when someone is enrolled or removed). The random galleries and the
-search timing are :mod:`pi_facegate.devtools.bench`'s, which ``facegate bench`` reports as well.
+search timing are :mod:`pi_facegate.devtools.bench.gallery_search`'s, which ``facegate
+bench`` reports as well.
 """
 
 from __future__ import annotations
@@ -27,14 +28,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from pi_facegate.devtools import bench  # noqa: E402
 from pi_facegate.core.matcher import GalleryIndex  # noqa: E402
+from pi_facegate.devtools.bench import gallery_search  # noqa: E402
 from pi_facegate.storage.gallery import Gallery  # noqa: E402
 
 
 def random_gallery(people: int, per_person: int, dim: int, seed: int) -> tuple[GalleryIndex, float]:
     """An index of ``people`` x ``per_person`` random unit vectors, and its build time (ms)."""
-    rows, owners, vectors = bench.random_gallery(people, per_person, dim, seed)
+    rows, owners, vectors = gallery_search.random_gallery(people, per_person, dim, seed)
     start = time.perf_counter()
     index = GalleryIndex.build(rows, owners, vectors, fingerprint="bench", version=1)
     return index, (time.perf_counter() - start) * 1e3
@@ -42,7 +43,7 @@ def random_gallery(people: int, per_person: int, dim: int, seed: int) -> tuple[G
 
 def time_search(index: GalleryIndex, batch: int, repeat: int, seed: int) -> list[float]:
     """Milliseconds per call of ``search`` with ``batch`` queries, ``repeat`` times."""
-    return bench.time_search(index, batch=batch, repeat=repeat, seed=seed)
+    return gallery_search.time_search(index, batch=batch, repeat=repeat, seed=seed)
 
 
 def time_gallery_rebuild(people: int, per_person: int, dim: int, seed: int) -> tuple[float, float]:
@@ -51,18 +52,15 @@ def time_gallery_rebuild(people: int, per_person: int, dim: int, seed: int) -> t
     with tempfile.TemporaryDirectory() as tmp, Gallery.open(Path(tmp) / "g.db", "bench", dim) as g:
         start = time.perf_counter()
         for i in range(people):
-            g.add_person(f"person-{i}", _unit(rng.standard_normal((per_person, dim))))
+            g.add_person(
+                f"person-{i}", gallery_search.unit_vectors(rng.standard_normal((per_person, dim)))
+            )
         fill = time.perf_counter() - start
         g.index()
-        g.add_person("one-more", _unit(rng.standard_normal((1, dim))))
+        g.add_person("one-more", gallery_search.unit_vectors(rng.standard_normal((1, dim))))
         start = time.perf_counter()
         g.index()
         return fill, (time.perf_counter() - start) * 1e3
-
-
-def _unit(vectors: np.ndarray) -> np.ndarray:
-    vectors = np.asarray(vectors, dtype=np.float32)
-    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
 
 def _summary(times: list[float]) -> str:

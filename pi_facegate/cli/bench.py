@@ -12,9 +12,15 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from pi_facegate.cli import context
-from pi_facegate.devtools import bench
+from pi_facegate.cli.table import format_table
+from pi_facegate.devtools.bench.frames import Reference, parse_size
+from pi_facegate.devtools.bench.gallery_search import SEARCH_EMBEDDINGS
+from pi_facegate.devtools.bench.peer import PEERS
+from pi_facegate.devtools.bench.pipeline import STAGES
+from pi_facegate.devtools.bench.run import BenchOptions, run_bench
 from pi_facegate.exc import UsageError
 
 
@@ -34,7 +40,7 @@ def register(subparsers, parents) -> None:
     p.add_argument(
         "--size", type=_size, metavar="WxH", help="letterbox every frame to this size, e.g. 640x480"
     )
-    p.add_argument("--peer", choices=bench.PEERS, help="also run this library on the same frames")
+    p.add_argument("--peer", choices=PEERS, help="also run this library on the same frames")
     p.add_argument(
         "--json", type=Path, metavar="FILE", help="write the full report as JSON ('-': stdout)"
     )
@@ -65,9 +71,9 @@ def register(subparsers, parents) -> None:
     p.add_argument(
         "--search-size",
         type=_not_negative,
-        default=bench.SEARCH_EMBEDDINGS,
+        default=SEARCH_EMBEDDINGS,
         metavar="N",
-        help=f"embeddings in the gallery search test (default {bench.SEARCH_EMBEDDINGS:,}; 0: skip)",
+        help=f"embeddings in the gallery search test (default {SEARCH_EMBEDDINGS:,}; 0: skip)",
     )
     p.add_argument(
         "--strangers",
@@ -82,7 +88,7 @@ def register(subparsers, parents) -> None:
 
 def run(args: argparse.Namespace) -> int:
     _, config = context.resolve_config(args)
-    options = bench.BenchOptions(
+    options = BenchOptions(
         frames=args.frames,
         size=args.size,
         max_frames=args.max_frames,
@@ -94,18 +100,82 @@ def run(args: argparse.Namespace) -> int:
         strangers=args.strangers,
     )
     to_stdout = args.json is not None and str(args.json) == "-"
-    report = bench.run_bench(config, options, progress=lambda line: print(line, file=sys.stderr))
+    report = run_bench(config, options, progress=lambda line: print(line, file=sys.stderr))
     text = json.dumps(report, indent=2)
     if to_stdout:
         print(text)
         return 0
     if args.json is not None:
         args.json.write_text(text + "\n")
-    print(bench.format_report(report))
+    print(format_report(report))
     return 0
 
 
-def _references(args: argparse.Namespace) -> tuple[bench.Reference, ...] | None:
+def format_report(report: dict[str, Any]) -> str:
+    """The report of :func:`~pi_facegate.devtools.bench.run.run_bench` as text for a terminal.
+
+    Three tables (our stages, the peer's stages, the models) between lines of prose; every
+    millisecond figure is a median or a 95th percentile over the timed frames.
+    """
+    ours, peer = report["ours"], report["peer"]
+    source = report["source"]
+    s = report["settings"]
+    lines = [
+        f"frames: {report['frames']} of {source['path']} at {source['size'][0]}x{source['size'][1]}"
+        f" ({ours['frames_with_faces']} with a face, {ours['one_face']['frames']} with one usable face)",
+        f"gallery: {report['gallery_people']} people ({', '.join(report['enrolled']) or 'nobody'} enrolled); "
+        f"detector {s['detector_backend']} {s['detector_model']} (detect width {s['detect_width'] or 'full'},"
+        f" {s['detector_threads']} thread(s)); embedder {s['embedder_model']} ({s['embedder_threads']} thread(s))",
+        "",
+    ]
+    rows = [_stage_row(st, ours["stages"][st], ours["one_face"]["stages"][st]) for st in STAGES]
+    rows.append(_stage_row("whole frame", ours["ms_per_frame"], ours["one_face"]["ms_per_frame"]))
+    header = ("pi-facegate, ms", "median", "p95", "one face: median", "p95")
+    lines.append(format_table(header, rows, align="<>>>>"))
+    lines.append(
+        f"{ours['fps']} frames/s, CPU {ours['cpu_ms_per_frame']} ms/frame "
+        f"({ours['cpu_utilisation']} cores busy), peak RSS {ours['peak_rss_mb']} MiB"
+    )
+    if peer is not None:
+        rows = [_stage_row(stage, peer["stages"][stage]) for stage in ("detect", "embed", "match")]
+        rows.append(_stage_row("whole frame", peer["ms_per_frame"]))
+        header = (f"{peer['name']} {peer['version']}, ms", "median", "p95")
+        lines += ["", format_table(header, rows, align="<>>")]
+        lines.append(f"{peer['fps']} frames/s, CPU {peer['cpu_ms_per_frame']} ms/frame")
+        a = report["agreement"]
+        lines += [
+            "",
+            f"peer / ours (median frame): {report['ratio_peer_over_ours']}x; "
+            f"on one-face frames: {report['ratio_peer_over_ours_one_face']}x",
+            f"same identities in {a['agree']} of {a['frames']} frames ({a['rate']:.1%}): both recognised "
+            f"{a['both']}, only ours {a['ours_only']}, only {peer['name']} {a['peer_only']}, neither {a['neither']}",
+        ]
+    models = [
+        (m["file"], f"{m['file_bytes'] / 1e6:.2f}", f"{m['params']:,}", f"{m['macs'] / 1e6:.1f}")
+        for m in report["models"].values()
+    ]
+    lines += ["", format_table(("model", "MB", "params", "MMACs"), models, align="<>>>")]
+    search_report = report.get("gallery_search")
+    if search_report:
+        ms = search_report["ms"]
+        lines.append(
+            f"\ngallery search, {search_report['embeddings']:,} embeddings of {search_report['people']:,} people: "
+            f"median {ms['median']} ms, p95 {ms['p95']} ms"
+        )
+    return "\n".join(lines)
+
+
+def _stage_row(
+    label: str, stats: dict[str, float], one: dict[str, float] | None = None
+) -> list[str]:
+    """A table row: the label, median and p95 ms, and those of one-face frames if given."""
+    row = [label, f"{stats['median']:.2f}", f"{stats['p95']:.2f}"]
+    if one is not None:
+        row += [f"{one['median']:.2f}", f"{one['p95']:.2f}"]
+    return row
+
+
+def _references(args: argparse.Namespace) -> tuple[Reference, ...] | None:
     photos, names = args.enrol or [], args.name or []
     if len(photos) != len(names):
         raise UsageError(
@@ -113,12 +183,12 @@ def _references(args: argparse.Namespace) -> tuple[bench.Reference, ...] | None:
         )
     if not photos:
         return None
-    return tuple(bench.Reference(name, photo) for name, photo in zip(names, photos, strict=True))
+    return tuple(Reference(name, photo) for name, photo in zip(names, photos, strict=True))
 
 
 def _size(text: str) -> tuple[int, int]:
     try:
-        return bench.parse_size(text)
+        return parse_size(text)
     except UsageError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from exc
 

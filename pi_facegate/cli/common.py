@@ -18,7 +18,9 @@ from pi_facegate.vision.recognizer import FaceAnalysis, Recognizer
 
 
 def add_gallery_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--gallery", type=Path, metavar="PATH", help="gallery file (default: from the config)")
+    parser.add_argument(
+        "--gallery", type=Path, metavar="PATH", help="gallery file (default: from the config)"
+    )
 
 
 def add_json_option(parser: argparse.ArgumentParser) -> None:

@@ -19,7 +19,7 @@ import yaml
 
 from pi_facegate.cli import EXIT_ERROR, EXIT_OK
 from pi_facegate.cli.context import config_path, events_path, gallery_path, resolve_state_dir
-from pi_facegate.config.schema import load_config
+from pi_facegate.config.loader import load_config
 from pi_facegate.exc import ConfigError
 
 

@@ -19,7 +19,8 @@ import os
 from pathlib import Path
 
 from pi_facegate import paths
-from pi_facegate.config.schema import Config, load_config
+from pi_facegate.config.loader import load_config
+from pi_facegate.config.schema import Config
 
 PRIVATE_DIR_MODE = 0o700
 

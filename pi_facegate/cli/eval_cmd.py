@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from pi_facegate.cli import context
+from pi_facegate.cli.table import format_table
 from pi_facegate.core.faces import Face
 from pi_facegate.core.matcher import search
 from pi_facegate.daemon import wiring as components
@@ -35,17 +36,39 @@ def register(subparsers, parents) -> None:
     kinds = p.add_subparsers(dest="kind", metavar="KIND", required=True)
 
     pairs = kinds.add_parser("pairs", parents=parents, help="verification on LFW-style pairs")
-    pairs.add_argument("root", type=Path, metavar="ROOT", help="LFW layout: ROOT/<Name>/<Name>_0001.jpg")
-    pairs.add_argument("--pairs", type=Path, help="pairs.txt (default ROOT/pairs.txt) or a master.csv")
+    pairs.add_argument(
+        "root", type=Path, metavar="ROOT", help="LFW layout: ROOT/<Name>/<Name>_0001.jpg"
+    )
+    pairs.add_argument(
+        "--pairs", type=Path, help="pairs.txt (default ROOT/pairs.txt) or a master.csv"
+    )
     _common(pairs)
     pairs.set_defaults(func=eval_pairs)
 
-    ident = kinds.add_parser("identify", parents=parents, help="open-set identification on identity folders")
-    ident.add_argument("root", type=Path, metavar="ROOT", help="ROOT/<person>/<images>, or one folder with --identities")
+    ident = kinds.add_parser(
+        "identify", parents=parents, help="open-set identification on identity folders"
+    )
+    ident.add_argument(
+        "root",
+        type=Path,
+        metavar="ROOT",
+        help="ROOT/<person>/<images>, or one folder with --identities",
+    )
     ident.add_argument("--identities", type=Path, help="CSV of file,identity (relative to ROOT)")
-    ident.add_argument("--identity-pattern", help="regex whose first match in a file name is its identity, e.g. 'subject\\d+'")
-    ident.add_argument("--enrol", type=int, default=3, metavar="K", help="photos enrolled per person (default 3)")
-    ident.add_argument("--strangers", type=float, default=0.2, metavar="FRACTION", help="people held out (default 0.2)")
+    ident.add_argument(
+        "--identity-pattern",
+        help="regex whose first match in a file name is its identity, e.g. 'subject\\d+'",
+    )
+    ident.add_argument(
+        "--enrol", type=int, default=3, metavar="K", help="photos enrolled per person (default 3)"
+    )
+    ident.add_argument(
+        "--strangers",
+        type=float,
+        default=0.2,
+        metavar="FRACTION",
+        help="people held out (default 0.2)",
+    )
     ident.add_argument("--seed", type=int, default=0)
     _common(ident)
     ident.set_defaults(func=eval_identify)
@@ -150,15 +173,28 @@ def eval_pairs(args: argparse.Namespace) -> int:
     distances = np.array([np.linalg.norm(vectors[p.left] - vectors[p.right]) for p in pairs])
     same = np.array([p.same for p in pairs])
     report = evaluation.verification_report(distances, same, folds, pe.threshold)
-    report.update({"images": len(images), "no_face": len(pe.no_face), "no_face_images": pe.no_face,
-                   "embedder": pe.embedder.manifest.name, "pairs_file": str(pairs_file)})
-    _print_table("verification", {
-        "pairs": report["pairs"], "images": report["images"], "no face (centred fallback)": report["no_face"],
-        "accuracy 10-fold": f"{100 * report['accuracy_10fold']:.2f} % ± {100 * report['accuracy_10fold_std']:.2f}",
-        f"accuracy at default threshold {pe.threshold:.2f}": f"{100 * report['accuracy_at_default_threshold']:.2f} %",
-        "TAR @ FAR 1e-2": _pct(report["tar_at_far"]["1e-2"]), "TAR @ FAR 1e-3": _pct(report["tar_at_far"]["1e-3"]),
-        "best threshold (all pairs)": f"{report['best_threshold_all_pairs']:.3f}",
-    })
+    report.update(
+        {
+            "images": len(images),
+            "no_face": len(pe.no_face),
+            "no_face_images": pe.no_face,
+            "embedder": pe.embedder.manifest.name,
+            "pairs_file": str(pairs_file),
+        }
+    )
+    _print_table(
+        "verification",
+        {
+            "pairs": report["pairs"],
+            "images": report["images"],
+            "no face (centred fallback)": report["no_face"],
+            "accuracy 10-fold": f"{100 * report['accuracy_10fold']:.2f} % ± {100 * report['accuracy_10fold_std']:.2f}",
+            f"accuracy at default threshold {pe.threshold:.2f}": f"{100 * report['accuracy_at_default_threshold']:.2f} %",
+            "TAR @ FAR 1e-2": _pct(report["tar_at_far"]["1e-2"]),
+            "TAR @ FAR 1e-3": _pct(report["tar_at_far"]["1e-3"]),
+            "best threshold (all pairs)": f"{report['best_threshold_all_pairs']:.3f}",
+        },
+    )
     _write_outputs(args, report, distances, same)
     return 0
 
@@ -180,7 +216,9 @@ def load_identities(args: argparse.Namespace) -> dict[str, list[Path]]:
                 people.setdefault(m.group(0), []).append(path)
     else:
         for folder in sorted(p for p in root.iterdir() if p.is_dir()):
-            files = sorted(f for f in folder.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES)
+            files = sorted(
+                f for f in folder.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
+            )
             if files:
                 people[folder.name] = files
     if len(people) < 2:
@@ -193,7 +231,9 @@ def eval_identify(args: argparse.Namespace) -> int:
     rng = np.random.default_rng(args.seed)
     names = list(people)
     n_strangers = int(round(args.strangers * len(names)))
-    strangers = set(rng.choice(names, size=n_strangers, replace=False).tolist()) if n_strangers else set()
+    strangers = (
+        set(rng.choice(names, size=n_strangers, replace=False).tolist()) if n_strangers else set()
+    )
     enrol, probes = {}, []
     for name in names:
         files = list(people[name])
@@ -202,12 +242,14 @@ def eval_identify(args: argparse.Namespace) -> int:
             probes += [(f, None) for f in files]
         elif len(files) > args.enrol:
             enrol[name] = files[: args.enrol]
-            probes += [(f, name) for f in files[args.enrol:]]
+            probes += [(f, name) for f in files[args.enrol :]]
     pe = PhotoEmbedder(args)
     total = sum(len(v) for v in enrol.values()) + len(probes)
     progress = Progress(total, "embedding", not args.quiet)
     try:
-        with Gallery.open(":memory:", fingerprint="eval", embedding_size=pe.embedder.size) as gallery:
+        with Gallery.open(
+            ":memory:", fingerprint="eval", embedding_size=pe.embedder.size
+        ) as gallery:
             for name, files in enrol.items():
                 vecs = []
                 for f in files:
@@ -223,17 +265,35 @@ def eval_identify(args: argparse.Namespace) -> int:
         pe.close()
     matches = search(index, np.stack(vectors), pe.threshold, pe.min_margin)
     report = identification_report(matches, [truth for _, truth in probes])
-    report.update({"people": len(enrol), "strangers": len(strangers), "enrol_per_person": args.enrol,
-                   "seed": args.seed, "threshold": pe.threshold, "min_margin": pe.min_margin,
-                   "no_face": len(pe.no_face), "no_face_images": pe.no_face, "embedder": pe.embedder.manifest.name})
-    _print_table("open-set identification", {
-        "people enrolled": report["people"], "strangers": report["strangers"],
-        "genuine probes": report["genuine_probes"], "stranger probes": report["stranger_probes"],
-        "no face (centred fallback)": report["no_face"], "rank-1": _pct(report["rank1"]),
-        "genuine accept rate": _pct(report["genuine_accept_rate"]),
-        "false accept rate (genuine as wrong person)": _pct(report["false_accept_rate_genuine"]),
-        "stranger accept rate": _pct(report["stranger_accept_rate"]),
-    })
+    report.update(
+        {
+            "people": len(enrol),
+            "strangers": len(strangers),
+            "enrol_per_person": args.enrol,
+            "seed": args.seed,
+            "threshold": pe.threshold,
+            "min_margin": pe.min_margin,
+            "no_face": len(pe.no_face),
+            "no_face_images": pe.no_face,
+            "embedder": pe.embedder.manifest.name,
+        }
+    )
+    _print_table(
+        "open-set identification",
+        {
+            "people enrolled": report["people"],
+            "strangers": report["strangers"],
+            "genuine probes": report["genuine_probes"],
+            "stranger probes": report["stranger_probes"],
+            "no face (centred fallback)": report["no_face"],
+            "rank-1": _pct(report["rank1"]),
+            "genuine accept rate": _pct(report["genuine_accept_rate"]),
+            "false accept rate (genuine as wrong person)": _pct(
+                report["false_accept_rate_genuine"]
+            ),
+            "stranger accept rate": _pct(report["stranger_accept_rate"]),
+        },
+    )
     distances = np.array([m.distance for m in matches])
     correct = np.array([m.name == t for m, (_, t) in zip(matches, probes, strict=True)])
     _write_outputs(args, report, distances, correct)
@@ -266,13 +326,14 @@ def _pct(value: float | None) -> str:
 
 
 def _print_table(title: str, rows: dict) -> None:
-    width = max(len(k) for k in rows)
+    """The title, then one indented ``measure  value`` line per entry of ``rows``."""
     print(title)
-    for key, value in rows.items():
-        print(f"  {key:<{width}}  {value}")
+    print(format_table(None, rows.items(), align="<<", indent="  "))
 
 
-def _write_outputs(args: argparse.Namespace, report: dict, distances: np.ndarray, same: np.ndarray) -> None:
+def _write_outputs(
+    args: argparse.Namespace, report: dict, distances: np.ndarray, same: np.ndarray
+) -> None:
     if args.json:
         import json
 
@@ -294,12 +355,28 @@ def write_roc_plot(path: Path, distances: np.ndarray, same: np.ndarray) -> None:
     cv2.rectangle(img, (m, m), (w - m, h - m), (0, 0, 0), 1)
     for k in range(5):
         gx = int(m + k / 4 * (w - 2 * m))
-        cv2.putText(img, f"1e{int(lo) + k}", (gx - 15, h - m + 20), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1)
+        cv2.putText(
+            img,
+            f"1e{int(lo) + k}",
+            (gx - 15, h - m + 20),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.4,
+            (0, 0, 0),
+            1,
+        )
     for k in range(6):
         gy = int(h - m - k / 5 * (h - 2 * m))
         cv2.putText(img, f"{k / 5:.1f}", (15, gy + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (0, 0, 0), 1)
     pts = np.stack([x, y], axis=1).astype(np.int32)
     cv2.polylines(img, [pts], False, (200, 60, 0), 2)
-    cv2.putText(img, "ROC: true accept rate vs false accept rate (log)", (m, m - 20), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1)
+    cv2.putText(
+        img,
+        "ROC: true accept rate vs false accept rate (log)",
+        (m, m - 20),
+        cv2.FONT_HERSHEY_SIMPLEX,
+        0.5,
+        (0, 0, 0),
+        1,
+    )
     if not cv2.imwrite(str(path), img):
         raise FacegateError(f"cannot write plot to {path}")

@@ -17,7 +17,10 @@ from datetime import datetime
 from pathlib import Path
 
 from pi_facegate.cli import EXIT_OK, context
-from pi_facegate.storage.events import KINDS, Event, EventLog, format_detail, parse_since
+from pi_facegate.cli.durations import parse_since
+from pi_facegate.cli.table import format_detail, format_table
+from pi_facegate.storage.event_record import KINDS, Event
+from pi_facegate.storage.events import EventLog
 
 
 def register(
@@ -78,31 +81,25 @@ def cmd_events(args: argparse.Namespace) -> int:
     elif not events:
         print("no matching events", file=sys.stderr)
     else:
-        print(format_table(events))
+        print(event_table(events))
     return EXIT_OK
 
 
-def format_table(events: Sequence[Event]) -> str:
+def event_table(events: Sequence[Event]) -> str:
     """Aligned columns: local time, kind, person, distance, margin, detail."""
-    header = ("TIME", "KIND", "PERSON", "DISTANCE", "MARGIN", "DETAIL")
-    rows = [header]
-    for event in events:
-        rows.append(
-            (
-                datetime.fromtimestamp(event.time).strftime("%Y-%m-%d %H:%M:%S"),
-                event.kind,
-                event.person if event.person is not None else "-",
-                _figure(event.distance),
-                _figure(event.margin),
-                format_detail(event.detail),
-            )
+    rows = [
+        (
+            datetime.fromtimestamp(event.time).strftime("%Y-%m-%d %H:%M:%S"),
+            event.kind,
+            event.person if event.person is not None else "-",
+            _figure(event.distance),
+            _figure(event.margin),
+            format_detail(event.detail),
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
-    lines = []
-    for row in rows:
-        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
-        lines.append("  ".join([*cells, row[-1]]).rstrip())
-    return "\n".join(lines)
+        for event in events
+    ]
+    header = ("TIME", "KIND", "PERSON", "DISTANCE", "MARGIN", "DETAIL")
+    return format_table(header, rows, align="<<<>><")
 
 
 def _figure(value: float | None) -> str:

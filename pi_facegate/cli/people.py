@@ -7,6 +7,7 @@ import dataclasses
 from datetime import datetime
 
 from pi_facegate.cli.common import add_gallery_option, add_json_option, print_json, setup
+from pi_facegate.cli.table import format_table
 from pi_facegate.daemon import wiring as components
 
 
@@ -72,11 +73,14 @@ def _row(person) -> dict:
 
 
 def _print_table(rows: list[dict]) -> None:
-    print(f"{'NAME':24} {'STATUS':9} {'EMB':>4}  {'CREATED':19}  NOTE")
+    """Name, status, embedding count, creation time (local) and note, one person a line."""
+    lines = []
     for r in rows:
         status = "pending" if r.get("pending") else ("enabled" if r.get("enabled") else "disabled")
         created = r.get("created")
         if isinstance(created, (int, float)):
             created = datetime.fromtimestamp(created).strftime("%Y-%m-%d %H:%M:%S")
         count = r.get("embedding_count", r.get("embeddings", ""))
-        print(f"{r['name']:24} {status:9} {count!s:>4}  {created!s:19}  {r.get('note') or ''}")
+        lines.append((r["name"], status, count, created, r.get("note") or ""))
+    header = ("NAME", "STATUS", "EMB", "CREATED", "NOTE")
+    print(format_table(header, lines, align="<<><<"))

@@ -59,7 +59,9 @@ def _lfw_path(root: Path, name: str, index: str) -> Path:
     return Path(root) / name / f"{name}_{int(index):04d}.jpg"
 
 
-def parse_csv_pairs(pairs_file: Path, root: Path, folds: int = 10, seed: int = 0) -> tuple[list[Pair], np.ndarray]:
+def parse_csv_pairs(
+    pairs_file: Path, root: Path, folds: int = 10, seed: int = 0
+) -> tuple[list[Pair], np.ndarray]:
     """Read deepface's ``master.csv`` form (``file_x,file_y,Decision`` with Yes/No).
 
     Folds are assigned by a seeded shuffle, stratified so each fold has both kinds of pair.
@@ -100,7 +102,9 @@ def accuracy(distances: np.ndarray, same: np.ndarray, threshold: float) -> float
     return float(np.mean((distances <= threshold) == same))
 
 
-def kfold_accuracy(distances: np.ndarray, same: np.ndarray, fold_ids: np.ndarray) -> tuple[float, float, list[float]]:
+def kfold_accuracy(
+    distances: np.ndarray, same: np.ndarray, fold_ids: np.ndarray
+) -> tuple[float, float, list[float]]:
     """LFW-style accuracy: mean, std and per-fold accuracies, thresholds chosen out of fold."""
     accs, thresholds = [], []
     for fold in np.unique(fold_ids):
@@ -138,7 +142,9 @@ def roc_curve(distances: np.ndarray, same: np.ndarray) -> tuple[np.ndarray, np.n
     return far, tar, thresholds
 
 
-def verification_report(distances: np.ndarray, same: np.ndarray, fold_ids: np.ndarray, default_threshold: float) -> dict:
+def verification_report(
+    distances: np.ndarray, same: np.ndarray, fold_ids: np.ndarray, default_threshold: float
+) -> dict:
     """Every verification number ``facegate eval pairs`` reports, as plain data."""
     distances = np.asarray(distances, dtype=np.float64)
     same = np.asarray(same, dtype=bool)

@@ -11,8 +11,8 @@ SQLite connection and takes events from a bounded queue, so :meth:`EventWriter.r
 never waits for the disk: the frame loop calls it and moves on. When the queue is full the
 event is dropped from the file, counted (:attr:`EventWriter.dropped`) and a warning is
 logged (at most one per ten seconds). Every event is also logged through :mod:`logging`
-(logger ``pi_facegate.storage.events``) *before* it is queued, so even a dropped event reaches the
-journal. Its upper-case ``extra`` fields (``EVENT_KIND``, ``PERSON``, ``DISTANCE``,
+(logger ``pi_facegate.events``, a name kept stable for the journal) *before* it is queued,
+so even a dropped event reaches the journal. Its upper-case ``extra`` fields (``EVENT_KIND``, ``PERSON``, ``DISTANCE``,
 ``MARGIN``, ``DETAIL``) become journal fields: ``systemd.journal.JournalHandler`` (235)
 sends every attribute of the log record, and journald keeps those whose names are valid
 journal field names (upper case, digits, underscores), so ``journalctl PERSON=alice``
@@ -20,60 +20,34 @@ works.
 
 :class:`EventLog` is the reader (``facegate events``): it opens the file read-only and
 never creates or changes it.
+
+What an event is lives in :mod:`pi_facegate.storage.event_record`, the file's layout in
+:mod:`pi_facegate.storage.event_file`; reading ``--since`` and showing events are the
+command line's (:mod:`pi_facegate.cli.durations`, :mod:`pi_facegate.cli.table`).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import os
 import queue
-import re
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 from pi_facegate.exc import EventLogError
+from pi_facegate.storage.event_file import (
+    event_from_row,
+    open_for_reading,
+    open_for_writing,
+    write_batch,
+)
+from pi_facegate.storage.event_record import Event, make_event
 
 LOGGER = logging.getLogger("pi_facegate.events")  # journal name: stable across moves
-
-#: Version of the file layout, kept in SQLite's ``PRAGMA user_version``.
-SCHEMA_VERSION = 1
-
-#: The kinds of event the appliance records (others are accepted, these are documented).
-KINDS = (
-    "started",
-    "stopped",
-    "granted",
-    "denied",
-    "unlocked",
-    "relocked",
-    "exit_request",
-    "door_opened",
-    "door_closed",
-    "door_forced",
-    "door_held_open",
-    "config_reloaded",
-    "config_rejected",
-    "camera_error",
-    "camera_recovered",
-    "gallery_changed",
-    "enrolment_armed",
-    "enrolment_started",
-    "enrolled",
-    "enrolment_failed",
-    "enrolment_cancelled",
-    "enrolment_ignored",
-    "enrolment_expired",
-    "enrolment_disarmed",
-)
 
 #: Log level per kind (others are INFO): what an operator should notice stands out.
 _LEVELS = {
@@ -84,114 +58,6 @@ _LEVELS = {
     "enrolment_ignored": logging.WARNING,
     "camera_error": logging.ERROR,
 }
-
-_KIND_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS events (
-    id INTEGER PRIMARY KEY,
-    time REAL NOT NULL,
-    kind TEXT NOT NULL,
-    person TEXT,
-    distance REAL,
-    margin REAL,
-    detail TEXT NOT NULL DEFAULT '{}'
-);
-CREATE INDEX IF NOT EXISTS events_time ON events(time);
-"""
-_BUSY_TIMEOUT_SECONDS = 5.0
-
-
-@dataclass(frozen=True)
-class Event:
-    """One thing that happened.
-
-    ``time`` is seconds since the epoch (UTC, ``time.time()``); ``kind`` one of
-    :data:`KINDS` (or another lower-case word); ``person`` the name involved, if any;
-    ``distance``/``margin`` the match figures of a recognition event (Euclidean, smaller
-    distance = closer); ``detail`` anything else, JSON-compatible (reason, track,
-    latency_ms, ...).
-    """
-
-    time: float
-    kind: str
-    person: str | None = None
-    distance: float | None = None
-    margin: float | None = None
-    detail: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict, with the time also as an ISO 8601 UTC string."""
-        return {
-            "time": self.time,
-            "time_utc": datetime.fromtimestamp(self.time, UTC).isoformat(),
-            "kind": self.kind,
-            "person": self.person,
-            "distance": self.distance,
-            "margin": self.margin,
-            "detail": self.detail,
-        }
-
-    def message(self) -> str:
-        """One human line for the log, e.g. ``granted alice (distance 0.412, margin 0.180)``."""
-        text = self.kind if self.person is None else f"{self.kind} {self.person}"
-        figures = [
-            f"{label} {value:.3f}"
-            for label, value in (("distance", self.distance), ("margin", self.margin))
-            if value is not None
-        ]
-        if figures:
-            text += f" ({', '.join(figures)})"
-        if self.detail:
-            text += " " + format_detail(self.detail)
-        return text
-
-    def journal_fields(self) -> dict[str, str]:
-        """Upper-case ``extra`` fields for :mod:`logging` that journald stores as fields.
-
-        Values are strings (what the journal holds anyway); fields without a value are
-        left out rather than sent as ``None``.
-        """
-        fields = {"EVENT_KIND": self.kind}
-        if self.person is not None:
-            fields["PERSON"] = self.person
-        if self.distance is not None:
-            fields["DISTANCE"] = f"{self.distance:.4f}"
-        if self.margin is not None:
-            fields["MARGIN"] = f"{self.margin:.4f}"
-        if self.detail:
-            fields["DETAIL"] = _dumps(self.detail)
-        return fields
-
-
-def make_event(
-    kind: str,
-    *,
-    time: float | None = None,
-    person: str | None = None,
-    distance: float | None = None,
-    margin: float | None = None,
-    detail: Mapping[str, Any] | None = None,
-    **more: Any,
-) -> Event:
-    """Build a clean :class:`Event`; keyword arguments beyond the columns go into ``detail``.
-
-    Numbers become plain floats (numpy scalars too) and infinite or NaN ones ``None``
-    (an infinite margin means "no second person"); ``detail`` is copied and made
-    JSON-compatible, so the event stored is the event logged. A ``kind`` that is not a
-    lower-case word is a :class:`ValueError`: that is a programming error.
-    """
-    if not isinstance(kind, str) or not _KIND_PATTERN.match(kind):
-        raise ValueError(f"event kind must be a lower-case word like 'granted', got {kind!r}")
-    merged = dict(detail or {})
-    merged.update(more)
-    return Event(
-        time=float(_time_now() if time is None else time),
-        kind=kind,
-        person=None if person is None else str(person),
-        distance=_finite(distance),
-        margin=_finite(margin),
-        detail=_json_safe(merged),
-    )
 
 
 class EventWriter:
@@ -245,9 +111,10 @@ class EventWriter:
     def record(self, kind: str, **fields: Any) -> bool:
         """Log an event and queue it for the file; never waits. True when it was queued.
 
-        ``fields`` are those of :func:`make_event` (``person``, ``distance``, ``margin``,
-        ``detail``, ``time``; anything else goes into ``detail``). When the queue is full,
-        or the writer is closed, the event is only logged, and counted in :attr:`dropped`.
+        ``fields`` are those of :func:`~pi_facegate.storage.event_record.make_event`
+        (``person``, ``distance``, ``margin``, ``detail``, ``time``; anything else goes into
+        ``detail``). When the queue is full, or the writer is closed, the event is only
+        logged, and counted in :attr:`dropped`.
         """
         event = make_event(kind, **fields)
         LOGGER.log(
@@ -376,19 +243,8 @@ class EventWriter:
         """Insert ``events`` in one transaction, then trim the table to ``max_events``."""
         ok = False
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                conn.executemany(
-                    "INSERT INTO events (time, kind, person, distance, margin, detail) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
-                    [_row(e) for e in events],
-                )
-                _trim(conn, self.max_events)
-                conn.execute("COMMIT")
-                ok = True
-            finally:
-                if not ok and conn.in_transaction:
-                    conn.execute("ROLLBACK")
+            write_batch(conn, events, self.max_events)
+            ok = True
         except sqlite3.Error as exc:
             now = time.monotonic()
             if now - self._last_error_log >= self.drop_warning_interval:
@@ -455,7 +311,7 @@ class EventLog:
         rows = self._execute(sql, params)
         if limit is not None:
             rows.reverse()
-        return [_event_from_row(row) for row in rows]
+        return [event_from_row(row) for row in rows]
 
     def count(self) -> int:
         """How many events the file holds."""
@@ -490,198 +346,5 @@ class EventLog:
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
-            uri = f"file:{quote(str(self.path.resolve()))}?mode=ro"
-            try:
-                conn = sqlite3.connect(uri, uri=True, timeout=_BUSY_TIMEOUT_SECONDS)
-            except sqlite3.Error as exc:
-                raise EventLogError(f"{self.path}: cannot open the event log: {exc}") from exc
-            try:
-                self._has_table = _check_is_event_log(conn, self.path, allow_empty=True)
-            except BaseException:
-                conn.close()
-                raise
-            self._conn = conn
+            self._conn, self._has_table = open_for_reading(self.path)
         return self._conn
-
-
-def open_for_writing(path: Path, max_events: int) -> sqlite3.Connection:
-    """Open (creating if needed) the events file for the writer thread.
-
-    The file is created with mode 0600 *before* SQLite touches it, and an existing file
-    readable by others is tightened to 0600. A file that is not an event log is refused
-    untouched.
-    """
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        os.close(fd)
-    except OSError as exc:
-        raise EventLogError(f"{path}: cannot create the event log: {exc.strerror or exc}") from exc
-    _restrict_mode(path)
-    conn = sqlite3.connect(
-        path, timeout=_BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=True
-    )
-    try:
-        _check_is_event_log(conn, path, allow_empty=True)
-        mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-        if str(mode).lower() != "wal":
-            LOGGER.warning(
-                "event log %s: journal mode is %s, not WAL: readers may wait for the writer",
-                path,
-                mode,
-            )
-        # An audit log on an SD card that may lose power: each batch is fsynced. The cost
-        # is the worker thread's, never the frame loop's.
-        conn.execute("PRAGMA synchronous=FULL")
-        conn.executescript(_SCHEMA)
-        conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-        conn.execute("BEGIN IMMEDIATE")
-        _trim(conn, max_events)
-        conn.execute("COMMIT")
-    except sqlite3.Error as exc:
-        conn.close()
-        raise EventLogError(f"{path}: cannot use the event log: {exc}") from exc
-    except BaseException:
-        conn.close()
-        raise
-    return conn
-
-
-def _restrict_mode(path: Path) -> None:
-    """Make an existing events file private (0600) if it is not; warn when that fails."""
-    try:
-        if path.stat().st_mode & 0o077:
-            os.chmod(path, 0o600)
-    except OSError as exc:
-        LOGGER.warning("event log %s: cannot make it private (mode 0600): %s", path, exc)
-
-
-def _check_is_event_log(conn: sqlite3.Connection, path: Path, allow_empty: bool) -> bool:
-    """Refuse a file that is not (or not yet) ours, without changing it.
-
-    Returns whether the events table exists; a file without any table (just created) is
-    accepted when ``allow_empty``.
-    """
-    try:
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    except sqlite3.DatabaseError as exc:
-        raise EventLogError(f"{path} is not a pi-facegate event log: {exc}") from exc
-    if version > SCHEMA_VERSION:
-        raise EventLogError(
-            f"{path} was made by a newer pi-facegate (event log format {version}, this "
-            f"version reads up to {SCHEMA_VERSION}): upgrade pi-facegate"
-        )
-    if "events" in tables:
-        return True
-    if allow_empty and not tables:
-        return False
-    raise EventLogError(f"{path} is an SQLite file but not a pi-facegate event log")
-
-
-def _trim(conn: sqlite3.Connection, max_events: int) -> None:
-    """Delete the oldest rows beyond ``max_events``.
-
-    Row ids grow by one per insert and only the oldest rows are ever deleted, so the
-    newest ``max_events`` rows are those with ``id > max(id) - max_events``: one indexed
-    range delete, no count of the table.
-    """
-    conn.execute("DELETE FROM events WHERE id <= (SELECT max(id) FROM events) - ?", (max_events,))
-
-
-def parse_since(text: str, now: float | None = None) -> float:
-    """Epoch seconds from ``--since``: a duration ago or a date/time.
-
-    Durations: a number with ``s``, ``m``, ``h``, ``d`` or ``w``, also combined
-    (``90s``, ``30m``, ``1h30m``, ``2d``). ``today``/``yesterday`` mean local midnight.
-    Otherwise an ISO 8601 date or date/time (``2024-05-01``, ``2024-05-01T08:30``,
-    ``2024-05-01 08:30:00+02:00``); without a zone it is local time. Anything else is a
-    :class:`ValueError` saying what is understood.
-    """
-    value = str(text).strip().lower()
-    current = time.time() if now is None else float(now)
-    if re.fullmatch(r"(?:\d+(?:\.\d+)?\s*[smhdw]\s*)+", value):
-        seconds = sum(
-            float(number) * _UNIT_SECONDS[unit]
-            for number, unit in re.findall(r"(\d+(?:\.\d+)?)\s*([smhdw])", value)
-        )
-        return current - seconds
-    if value in ("today", "yesterday"):
-        midnight = datetime.fromtimestamp(current).astimezone()
-        midnight = midnight.replace(hour=0, minute=0, second=0, microsecond=0)
-        if value == "yesterday":
-            midnight -= timedelta(days=1)
-        return midnight.timestamp()
-    try:
-        return datetime.fromisoformat(str(text).strip()).timestamp()
-    except ValueError:
-        raise ValueError(
-            f"cannot understand {text!r} as a time: use a duration like 90s, 30m, 1h, 2d "
-            "or 1w, 'today', or a date/time like 2024-05-01 or 2024-05-01T08:30"
-        ) from None
-
-
-_UNIT_SECONDS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
-
-
-def format_detail(detail: Mapping[str, Any]) -> str:
-    """``key=value`` pairs for humans; strings bare, everything else as JSON."""
-    parts = []
-    for key, value in detail.items():
-        shown = value if isinstance(value, str) else _dumps(value)
-        parts.append(f"{key}={shown}")
-    return " ".join(parts)
-
-
-def _row(event: Event) -> tuple[Any, ...]:
-    return (
-        event.time,
-        event.kind,
-        event.person,
-        event.distance,
-        event.margin,
-        _dumps(event.detail),
-    )
-
-
-def _event_from_row(row: tuple[Any, ...]) -> Event:
-    time_, kind, person, distance, margin, detail_text = row
-    try:
-        detail = json.loads(detail_text) if detail_text else {}
-    except ValueError:
-        detail = {"unparsed": detail_text}
-    if not isinstance(detail, dict):
-        detail = {"value": detail}
-    return Event(float(time_), str(kind), person, distance, margin, detail)
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-
-
-def _json_safe(value: Any) -> Any:
-    """``value`` as plain JSON data: numpy scalars/arrays unwrapped, NaN/inf as ``None``."""
-    if isinstance(value, Mapping):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [_json_safe(v) for v in value]
-    if value is None or isinstance(value, (bool, str)):
-        return value
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, float):
-        return _finite(value)
-    if hasattr(value, "tolist"):  # numpy scalar or array, without importing numpy
-        return _json_safe(value.tolist())
-    return str(value)
-
-
-def _finite(value: Any) -> float | None:
-    if value is None:
-        return None
-    number = float(value)
-    return number if math.isfinite(number) else None
-
-
-def _time_now() -> float:
-    return time.time()

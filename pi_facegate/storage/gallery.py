@@ -29,10 +29,8 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
-import stat
 import threading
 import unicodedata
-import urllib.parse
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -49,6 +47,16 @@ from pi_facegate.exc import (
     InvalidPersonError,
     PersonNotFoundError,
 )
+from pi_facegate.storage.gallery_file import (
+    gallery_error,
+    meta_int,
+    prepare_file,
+    read_meta,
+    restrict_sidecars,
+    rollback,
+    rw_uri,
+    table_names,
+)
 
 log = logging.getLogger("pi_facegate.gallery")  # journal name: stable across moves
 
@@ -64,7 +72,7 @@ DEFAULT_EMBEDDING_SIZE = 128
 DEFAULT_TIMEOUT = 5.0
 MEMORY = ":memory:"
 
-_SQLITE_MAGIC = b"SQLite format 3\x00"
+SQLITE_MAGIC = b"SQLite format 3\x00"
 _VECTOR_DTYPE = np.dtype("<f4")  # stored little-endian float32, whatever the CPU
 
 _SCHEMA = """
@@ -156,17 +164,17 @@ class Gallery:
             self._conn = self._connect(MEMORY)
             self._setup(is_new=True)
             return
-        made_file, empty = _prepare_file(self.path, create, may_create=fingerprint is not None)
+        made_file, empty = prepare_file(self.path, create, may_create=fingerprint is not None)
         is_new = made_file or (create and empty)
         try:
-            self._conn = self._connect(_rw_uri(self.path))
+            self._conn = self._connect(rw_uri(self.path))
             self._setup(is_new=is_new)
         except BaseException:
             self.close()
             if made_file:
                 self.path.unlink(missing_ok=True)
             raise
-        _restrict_sidecars(self.path)
+        restrict_sidecars(self.path)
 
     @classmethod
     def open(
@@ -340,7 +348,7 @@ class Gallery:
         assert self._conn is not None
         with self._sql_errors("cannot open gallery"):
             self._conn.execute("PRAGMA trusted_schema = OFF")
-            tables = _tables(self._conn)
+            tables = table_names(self._conn)
             if not tables and is_new:
                 self._create_schema()
             elif "meta" not in tables:
@@ -348,7 +356,7 @@ class Gallery:
                     f"{self.path} is not a pi-facegate gallery (an SQLite database without "
                     "its meta table)"
                 )
-            self._check_meta(_read_meta(self._conn, self.path))
+            self._check_meta(read_meta(self._conn, self.path))
             # only now, after the checks: switching to WAL rewrites a foreign file's header
             self._conn.execute("PRAGMA journal_mode = WAL")
             self._conn.execute("PRAGMA synchronous = FULL")
@@ -362,7 +370,7 @@ class Gallery:
         self._conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
         self._conn.execute("BEGIN IMMEDIATE")
         try:
-            if not _tables(self._conn):  # another process may have won the race
+            if not table_names(self._conn):  # another process may have won the race
                 for statement in _SCHEMA.split(";"):  # not executescript: it would COMMIT
                     if statement.strip():
                         self._conn.execute(statement)
@@ -379,19 +387,19 @@ class Gallery:
                 )
             self._conn.execute("COMMIT")
         except BaseException:
-            _rollback(self._conn)
+            rollback(self._conn)
             raise
 
     def _check_meta(self, meta: dict[str, str]) -> None:
         """Refuse newer schemas and other embedders; adopt the recorded values."""
-        version = _meta_int(meta, "schema_version", self.path)
+        version = meta_int(meta, "schema_version", self.path)
         if version > SCHEMA_VERSION:
             raise GalleryError(
                 f"gallery {self.path} was made by a newer pi-facegate (schema {version}; this "
                 f"version reads up to {SCHEMA_VERSION}): upgrade pi-facegate"
             )
         stored_fp = meta.get("fingerprint")
-        stored_size = _meta_int(meta, "embedding_size", self.path)
+        stored_size = meta_int(meta, "embedding_size", self.path)
         if not stored_fp:
             raise GalleryError(f"gallery {self.path} is corrupt: it records no embedder")
         if self.fingerprint is not None and stored_fp != self.fingerprint:
@@ -434,7 +442,7 @@ class Gallery:
                 )
                 conn.execute("COMMIT")
             except BaseException:
-                _rollback(conn)
+                rollback(conn)
                 raise
             finally:
                 self._own_commits += 1  # even a failed COMMIT may have changed the file
@@ -445,7 +453,7 @@ class Gallery:
         try:
             yield
         except sqlite3.Error as exc:
-            raise _gallery_error(exc, action, self.path, self.timeout) from exc
+            raise gallery_error(exc, action, self.path, self.timeout) from exc
 
     def _check_vectors(self, embeddings: np.ndarray) -> np.ndarray:
         if self._given_fingerprint is None:
@@ -534,13 +542,13 @@ class Gallery:
         """Read everything needed for matching in one read transaction (one snapshot)."""
         conn.execute("BEGIN")
         try:
-            generation = _meta_int(_read_meta(conn, self.path), "generation", self.path)
+            generation = meta_int(read_meta(conn, self.path), "generation", self.path)
             people = conn.execute("SELECT id, name, enabled, pending FROM people").fetchall()
             rows = conn.execute(
                 "SELECT person_id, vector FROM embeddings ORDER BY person_id, id"
             ).fetchall()
         finally:
-            _rollback(conn)
+            rollback(conn)
         owners = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
         vectors = self._decode([r[1] for r in rows])
         try:
@@ -578,98 +586,6 @@ def normalise_name(name: str) -> str:
     return clean
 
 
-def _prepare_file(path: Path, create: bool, may_create: bool) -> tuple[bool, bool]:
-    """Check the file at ``path`` or create it (mode 0600): (created now, empty)."""
-    try:
-        info = path.stat()
-    except FileNotFoundError:
-        if not create:
-            raise GalleryError(f"no gallery at {path}") from None
-        if not may_create:
-            raise GalleryError(
-                f"no gallery at {path} (a new one needs the embedder's fingerprint)"
-            ) from None
-        made = _create_private_file(path)
-        return made, made or _is_empty(path)
-    except OSError as exc:
-        raise GalleryError(f"cannot open gallery {path}: {exc.strerror or exc}") from exc
-    if not stat.S_ISREG(info.st_mode):
-        raise GalleryError(f"{path} is not a pi-facegate gallery (not a regular file)")
-    if info.st_size:
-        _check_header(path)
-    if info.st_mode & 0o077:
-        log.warning("gallery %s is readable by other users (mode %o)", path, info.st_mode & 0o777)
-    return False, info.st_size == 0
-
-
-def _is_empty(path: Path) -> bool:
-    try:
-        return path.stat().st_size == 0
-    except OSError as exc:
-        raise GalleryError(f"cannot open gallery {path}: {exc.strerror or exc}") from exc
-
-
-def _create_private_file(path: Path) -> bool:
-    """Create an empty file readable by its owner only, before SQLite ever opens it."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-    except FileExistsError:
-        if path.is_file():  # another process created it a moment ago
-            return False
-        raise GalleryError(f"cannot create gallery {path}: a part of its path is a file") from None
-    except OSError as exc:
-        raise GalleryError(f"cannot create gallery {path}: {exc.strerror or exc}") from exc
-    os.close(fd)
-    return True
-
-
-def _check_header(path: Path) -> None:
-    """Refuse a file that is not an SQLite database before SQLite touches it."""
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(len(_SQLITE_MAGIC))
-    except OSError as exc:
-        raise GalleryError(f"cannot read gallery {path}: {exc.strerror or exc}") from exc
-    if head != _SQLITE_MAGIC:
-        raise GalleryError(f"{path} is not a pi-facegate gallery (not an SQLite database)")
-
-
-def _restrict_sidecars(path: Path) -> None:
-    """Make SQLite's ``-wal``/``-shm`` files owner-only, like the database itself."""
-    for suffix in ("-wal", "-shm"):
-        sidecar = path.with_name(path.name + suffix)
-        try:
-            info = sidecar.stat()
-            if info.st_mode & 0o077 and info.st_uid == os.geteuid():
-                os.chmod(sidecar, stat.S_IMODE(info.st_mode) & 0o700)
-        except OSError:
-            continue  # absent or not ours: SQLite already gives it the database's mode
-
-
-def _rw_uri(path: Path) -> str:
-    """An SQLite URI that opens ``path`` read-write but never creates it."""
-    return "file:" + urllib.parse.quote(str(path.absolute())) + "?mode=rw"
-
-
-def _tables(conn: sqlite3.Connection) -> set[str]:
-    return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-
-
-def _read_meta(conn: sqlite3.Connection, path: str | Path) -> dict[str, str]:
-    try:
-        return {str(k): str(v) for k, v in conn.execute("SELECT key, value FROM meta")}
-    except sqlite3.OperationalError as exc:
-        raise GalleryError(f"{path} is not a pi-facegate gallery ({exc})") from exc
-
-
-def _meta_int(meta: dict[str, str], key: str, path: str | Path) -> int:
-    try:
-        return int(meta[key])
-    except (KeyError, ValueError):
-        raise GalleryError(f"gallery {path} is corrupt: its meta table lacks {key}") from None
-
-
 def _person(row: tuple) -> Person:
     pid, name, enabled, pending, created, note, count = row
     return Person(
@@ -684,30 +600,6 @@ def _sources(source: str | Sequence[str | None] | None, count: int) -> list[str 
     if len(sources) != count:
         raise InvalidPersonError(f"{len(sources)} sources given for {count} embeddings")
     return sources
-
-
-def _rollback(conn: sqlite3.Connection) -> None:
-    if conn.in_transaction:
-        try:
-            conn.execute("ROLLBACK")
-        except sqlite3.Error as exc:  # the transaction is gone either way
-            log.debug("rollback failed: %s", exc)
-
-
-def _gallery_error(
-    exc: sqlite3.Error, action: str, path: str | Path, timeout: float
-) -> GalleryError:
-    """A one-line :class:`GalleryError` for an SQLite error, naming the file and the cause."""
-    code = getattr(exc, "sqlite_errorname", "") or ""
-    if code.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
-        return GalleryError(
-            f"{action} {path}: another process kept it locked for more than {timeout:g} s"
-        )
-    if code.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")):
-        return GalleryError(f"{action} {path}: the file is corrupt ({exc})")
-    if code.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM", "SQLITE_AUTH")):
-        return GalleryError(f"{action} {path}: no permission or read-only ({exc})")
-    return GalleryError(f"{action} {path}: {exc}")
 
 
 def _now() -> str:

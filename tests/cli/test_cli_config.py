@@ -20,7 +20,8 @@ from pi_facegate.cli.context import (
     resolve_config,
     resolve_state_dir,
 )
-from pi_facegate.config.schema import Config, parse_config
+from pi_facegate.config.loader import parse_config
+from pi_facegate.config.schema import Config
 from pi_facegate.paths import REPO_DIR
 
 BAD = """\

@@ -20,34 +20,37 @@ import numpy as np
 import pytest
 
 from pi_facegate.cli import main
-from pi_facegate.cli.enroll.camera import parse_duration
-from pi_facegate.config.schema import parse_config
+from pi_facegate.cli.durations import parse_duration
+from pi_facegate.config.loader import parse_config
 from pi_facegate.core.capture import (
-    ARMING_FILE_NAME,
     MORE_FACES,
     NO_FACE,
     NO_FRAMES,
     TOO_FEW_VIEWS,
     TWO_FACES,
-    ArmingWatcher,
     CaptureSession,
     CaptureSettings,
     EnrolmentRequest,
-    arming_path,
-    clear_arming,
-    complete,
     judge_frame,
     most_common_reason,
-    new_arming,
     pending_name,
     pick_diverse,
-    read_arming,
     subject_index,
-    write_arming,
 )
 from pi_facegate.daemon import wiring as components
-from pi_facegate.door.controller import DoorController, EnrolmentButton
+from pi_facegate.daemon.enrolment_store import complete
+from pi_facegate.door.buttons import EnrolmentButton
+from pi_facegate.door.controller import DoorController
 from pi_facegate.exc import EnrolmentError, UsageError
+from pi_facegate.storage.arming import (
+    ARMING_FILE_NAME,
+    ArmingWatcher,
+    arming_path,
+    clear_arming,
+    new_arming,
+    read_arming,
+    write_arming,
+)
 from pi_facegate.storage.gallery import Gallery
 from pi_facegate.vision.images import load_image
 
@@ -417,7 +420,11 @@ def cli(state: Path, *args: str) -> int:
 
 def test_durations():
     assert parse_duration("90s") == 90 and parse_duration("5m") == 300
-    assert parse_duration("1h30m") == 5400 and parse_duration("2") == 120
+    assert parse_duration("1h30m") == 5400
+    with pytest.raises(
+        ValueError, match="no unit"
+    ):  # one duration rule: a bare number is ambiguous
+        parse_duration("2")
     with pytest.raises(UsageError, match="duration"):
         parse_duration("soon")
 

@@ -12,10 +12,16 @@ import cv2
 import numpy as np
 import pytest
 
-from pi_facegate.camera.sources import ReplaySource
+from pi_facegate.camera.replay import ReplaySource
 from pi_facegate.cli import main
 from pi_facegate.core.matcher import GalleryIndex, search
-from pi_facegate.devtools import bench
+from pi_facegate.devtools.bench.costs import model_cost
+from pi_facegate.devtools.bench.frames import FrameResult, letterbox, parse_size
+from pi_facegate.devtools.bench.gallery_search import SEARCH_PER_PERSON, random_index, time_search
+from pi_facegate.devtools.bench.measure import summarize
+from pi_facegate.devtools.bench.peer import import_face_recognition
+from pi_facegate.devtools.bench.pipeline import STAGES, add_strangers
+from pi_facegate.devtools.bench.run import agreement
 from pi_facegate.exc import UsageError
 from pi_facegate.paths import REPO_DIR
 from pi_facegate.vision.embedder import load_embedder
@@ -71,12 +77,12 @@ def test_report_has_the_issue_keys_with_sane_values(report):
     ours = report["ours"]
     frame = ours["ms_per_frame"]
     assert 0 < frame["min"] <= frame["median"] <= frame["p95"] <= frame["max"]
-    assert set(ours["stages"]) == set(bench.STAGES)
-    for stage in bench.STAGES:
+    assert set(ours["stages"]) == set(STAGES)
+    for stage in STAGES:
         stats = ours["stages"][stage]
         assert 0 <= stats["median"] <= stats["p95"]
     # every frame's total includes its stages, so the means add up (3-decimal rounding aside)
-    assert sum(ours["stages"][s]["mean"] for s in bench.STAGES) <= frame["mean"] + 0.01
+    assert sum(ours["stages"][s]["mean"] for s in STAGES) <= frame["mean"] + 0.01
     assert ours["stages"]["detect"]["median"] > 0
     assert ours["fps"] > 0 and ours["cpu_seconds"] > 0 and ours["peak_rss_mb"] > 0
     # without --peer the peer keys are there, and empty
@@ -125,7 +131,7 @@ def test_default_run_is_the_clip_with_lin_manuel_enrolled(facedata, config_file,
 @pytest.mark.tools
 def test_face_recognition_runs_on_the_same_frames(facedata, close_ups, config_file, tmp_path):
     try:
-        bench.import_face_recognition()
+        import_face_recognition()
     except UsageError as exc:
         pytest.skip(str(exc))
     args = ["--frames", str(close_ups), "--warmup", "1", "--search-size", "0", "--peer"]
@@ -151,7 +157,7 @@ def test_a_missing_peer_library_is_a_clear_error(monkeypatch, config_file, capsy
         lambda name, *a: None if name == "face_recognition" else real(name, *a),
     )
     with pytest.raises(UsageError, match="pip install"):
-        bench.import_face_recognition()
+        import_face_recognition()
     args = ["--peer", "face_recognition", "--max-frames", "1"]
     assert main(["bench", "--config", str(config_file), *args]) == 1
     err = capsys.readouterr().err
@@ -176,8 +182,8 @@ def test_bad_options_are_refused(facedata, config_file, capsys):
 
 
 def test_the_dlib_resnet_costs_the_same_in_int8_and_float32():
-    int8 = bench.model_cost(load_manifest("dlib_resnet_v1_int8"))
-    f32 = bench.model_cost(load_manifest("dlib_resnet_v1_float32"))
+    int8 = model_cost(load_manifest("dlib_resnet_v1_int8"))
+    f32 = model_cost(load_manifest("dlib_resnet_v1_float32"))
     assert (int8.params, int8.macs) == (f32.params, f32.macs)
     assert 5.5e6 < int8.params < 5.7e6  # dlib's ResNet-29 face model: about 5.6 M parameters
     assert int8.ops["CONV_2D"] == 29 and int8.ops["FULLY_CONNECTED"] == 1
@@ -194,7 +200,7 @@ def test_the_dlib_resnet_costs_the_same_in_int8_and_float32():
 
 
 def test_blazeface_weights_are_counted_through_their_float16_dequantize():
-    cost = bench.model_cost(load_manifest("face_detection_short_range"))
+    cost = model_cost(load_manifest("face_detection_short_range"))
     assert cost.ops["DEQUANTIZE"] > 0  # the weights are float16 in the file
     assert cost.param_bytes == 2 * cost.params <= cost.file_bytes
     assert 5e4 < cost.params < 2e5  # BlazeFace: about 0.1 M parameters
@@ -221,47 +227,47 @@ def test_resnet_parameters_match_an_independent_count_from_dlibs_file():
         for key in ("weights", "bias"):
             value = layer.params.get(key) if layer.kind in ("con", "fc") else None
             dlib_params += 0 if value is None else value.size
-    assert bench.model_cost(load_manifest("dlib_resnet_v1_int8")).params == dlib_params
+    assert model_cost(load_manifest("dlib_resnet_v1_int8")).params == dlib_params
 
 
 # --------------------------------------------------------------------------- pure helpers
 
 
 def test_summarize_uses_the_nearest_rank_p95():
-    stats = bench.summarize(list(range(1, 101)))
+    stats = summarize(list(range(1, 101)))
     assert (stats["median"], stats["p95"], stats["min"], stats["max"]) == (50.5, 95, 1, 100)
-    small = bench.summarize([3.0, 1.0, 2.0])
+    small = summarize([3.0, 1.0, 2.0])
     assert small["p95"] == 3.0 >= small["median"] == 2.0
 
 
 def test_parse_size():
-    assert bench.parse_size("640x480") == (640, 480)
+    assert parse_size("640x480") == (640, 480)
     for bad in ("640", "640x", "ax480", "0x480", "99999x480"):
         with pytest.raises(UsageError):
-            bench.parse_size(bad)
+            parse_size(bad)
 
 
 def test_letterbox_keeps_faces_undistorted(facedata):
     with ReplaySource(facedata / CLIP) as source:
         frame = source.read().image  # 640x360
-    boxed = bench.letterbox(frame, (640, 480))
+    boxed = letterbox(frame, (640, 480))
     assert boxed.shape == (480, 640, 3)
     assert np.array_equal(boxed[60:420], frame)
     assert not boxed[:60].any() and not boxed[420:].any()
     portrait = load_image(facedata / "att_faces" / "s1" / "1.pgm")  # 92x112
-    boxed = bench.letterbox(portrait, (640, 480))
+    boxed = letterbox(portrait, (640, 480))
     scaled_width = round(92 * 480 / 112)
     left = (640 - scaled_width) // 2
     assert boxed.shape == (480, 640, 3) and not boxed[:, :left].any() and boxed[:, left + 5].any()
 
 
 def test_agreement_counts_frames_by_who_each_pipeline_named():
-    def frame(*names: str) -> bench.FrameResult:
-        return bench.FrameResult({}, 1.0, 1.0, len(names), len(names), frozenset(names))
+    def frame(*names: str) -> FrameResult:
+        return FrameResult({}, 1.0, 1.0, len(names), len(names), frozenset(names))
 
     ours = [frame("a"), frame(), frame("a"), frame(), frame("a")]
     peer = [frame("a"), frame(), frame(), frame("a"), frame("b")]
-    a = bench.agreement(ours, peer)
+    a = agreement(ours, peer)
     assert (a["agree"], a["both"], a["ours_only"], a["peer_only"], a["neither"]) == (2, 2, 1, 1, 1)
     assert a["disagree_frames"] == [2, 3, 4] and a["rate"] == 0.4
 
@@ -272,17 +278,17 @@ def test_strangers_change_the_gallery_size_not_the_answer():
     chip = rng.integers(0, 255, (1, 150, 150, 3), dtype=np.uint8)
     vector = embedder.embed(chip)
     alone = GalleryIndex.build([(1, "x", True, False)], [1], vector, "f", 1)
-    crowd = bench.add_strangers(alone, 300)
-    assert crowd.size == 301 and crowd.embeddings.shape[0] == 1 + 300 * bench.SEARCH_PER_PERSON
+    crowd = add_strangers(alone, 300)
+    assert crowd.size == 301 and crowd.embeddings.shape[0] == 1 + 300 * SEARCH_PER_PERSON
     query = embedder.embed(np.clip(chip.astype(int) + 3, 0, 255).astype(np.uint8))
     match = search(crowd, query, 0.6, 0.1)[0]
     assert match.name == "x" and match.recognised and match.second_distance > 1.0
 
 
 def test_search_timing_and_the_matcher_tool():
-    index = bench.random_index(1000, per_person=4)
+    index = random_index(1000, per_person=4)
     assert index.size == 250 and index.embeddings.shape == (1000, 128)
-    times = bench.time_search(index, batch=2, repeat=5)
+    times = time_search(index, batch=2, repeat=5)
     assert len(times) == 5 and min(times) > 0
     tool = subprocess.run(
         [

@@ -18,15 +18,11 @@ import numpy as np
 import pytest
 
 from pi_facegate.cli import main
+from pi_facegate.cli.durations import parse_since
 from pi_facegate.exc import EventLogError
-from pi_facegate.storage.events import (
-    SCHEMA_VERSION,
-    Event,
-    EventLog,
-    EventWriter,
-    make_event,
-    parse_since,
-)
+from pi_facegate.storage.event_file import SCHEMA_VERSION
+from pi_facegate.storage.event_record import Event, make_event
+from pi_facegate.storage.events import EventLog, EventWriter
 
 
 def mode_of(path):

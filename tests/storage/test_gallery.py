@@ -31,7 +31,7 @@ from pi_facegate.storage.gallery import MAX_NAME_LENGTH, SCHEMA_VERSION, Gallery
 
 FP = "test-embedder:0123456789abcdef"
 D = 128
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def vecs(n: int = 3, seed: int = 0) -> np.ndarray:

@@ -1,0 +1,139 @@
+"""The gallery's file on disk: created private, checked before SQLite opens it, and
+SQLite's errors turned into one-line :class:`~pi_facegate.exc.GalleryError` messages.
+
+Kept apart from :mod:`pi_facegate.storage.gallery` (people and embeddings) because these
+rules are about the file, not its content: a file that is not a gallery is refused before
+SQLite can touch (or "repair") it, and nothing here ever modifies an existing file.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import stat
+import urllib.parse
+from pathlib import Path
+
+from pi_facegate.exc import GalleryError
+
+log = logging.getLogger("pi_facegate.gallery")  # journal name: stable across moves
+
+#: the first 16 bytes of every SQLite 3 database file
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def prepare_file(path: Path, create: bool, may_create: bool) -> tuple[bool, bool]:
+    """Check the file at ``path`` or create it (mode 0600): (created now, empty)."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        if not create:
+            raise GalleryError(f"no gallery at {path}") from None
+        if not may_create:
+            raise GalleryError(
+                f"no gallery at {path} (a new one needs the embedder's fingerprint)"
+            ) from None
+        made = create_private_file(path)
+        return made, made or is_empty(path)
+    except OSError as exc:
+        raise GalleryError(f"cannot open gallery {path}: {exc.strerror or exc}") from exc
+    if not stat.S_ISREG(info.st_mode):
+        raise GalleryError(f"{path} is not a pi-facegate gallery (not a regular file)")
+    if info.st_size:
+        check_header(path)
+    if info.st_mode & 0o077:
+        log.warning("gallery %s is readable by other users (mode %o)", path, info.st_mode & 0o777)
+    return False, info.st_size == 0
+
+
+def is_empty(path: Path) -> bool:
+    try:
+        return path.stat().st_size == 0
+    except OSError as exc:
+        raise GalleryError(f"cannot open gallery {path}: {exc.strerror or exc}") from exc
+
+
+def create_private_file(path: Path) -> bool:
+    """Create an empty file readable by its owner only, before SQLite ever opens it."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    except FileExistsError:
+        if path.is_file():  # another process created it a moment ago
+            return False
+        raise GalleryError(f"cannot create gallery {path}: a part of its path is a file") from None
+    except OSError as exc:
+        raise GalleryError(f"cannot create gallery {path}: {exc.strerror or exc}") from exc
+    os.close(fd)
+    return True
+
+
+def check_header(path: Path) -> None:
+    """Refuse a file that is not an SQLite database before SQLite touches it."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(len(SQLITE_MAGIC))
+    except OSError as exc:
+        raise GalleryError(f"cannot read gallery {path}: {exc.strerror or exc}") from exc
+    if head != SQLITE_MAGIC:
+        raise GalleryError(f"{path} is not a pi-facegate gallery (not an SQLite database)")
+
+
+def restrict_sidecars(path: Path) -> None:
+    """Make SQLite's ``-wal``/``-shm`` files owner-only, like the database itself."""
+    for suffix in ("-wal", "-shm"):
+        sidecar = path.with_name(path.name + suffix)
+        try:
+            info = sidecar.stat()
+            if info.st_mode & 0o077 and info.st_uid == os.geteuid():
+                os.chmod(sidecar, stat.S_IMODE(info.st_mode) & 0o700)
+        except OSError:
+            continue  # absent or not ours: SQLite already gives it the database's mode
+
+
+def rw_uri(path: Path) -> str:
+    """An SQLite URI that opens ``path`` read-write but never creates it."""
+    return "file:" + urllib.parse.quote(str(path.absolute())) + "?mode=rw"
+
+
+def table_names(conn: sqlite3.Connection) -> set[str]:
+    return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+
+
+def read_meta(conn: sqlite3.Connection, path: str | Path) -> dict[str, str]:
+    try:
+        return {str(k): str(v) for k, v in conn.execute("SELECT key, value FROM meta")}
+    except sqlite3.OperationalError as exc:
+        raise GalleryError(f"{path} is not a pi-facegate gallery ({exc})") from exc
+
+
+def meta_int(meta: dict[str, str], key: str, path: str | Path) -> int:
+    try:
+        return int(meta[key])
+    except (KeyError, ValueError):
+        raise GalleryError(f"gallery {path} is corrupt: its meta table lacks {key}") from None
+
+
+def rollback(conn: sqlite3.Connection) -> None:
+    if conn.in_transaction:
+        try:
+            conn.execute("ROLLBACK")
+        except sqlite3.Error as exc:  # the transaction is gone either way
+            log.debug("rollback failed: %s", exc)
+
+
+def gallery_error(
+    exc: sqlite3.Error, action: str, path: str | Path, timeout: float
+) -> GalleryError:
+    """A one-line :class:`GalleryError` for an SQLite error, naming the file and the cause."""
+    code = getattr(exc, "sqlite_errorname", "") or ""
+    if code.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+        return GalleryError(
+            f"{action} {path}: another process kept it locked for more than {timeout:g} s"
+        )
+    if code.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")):
+        return GalleryError(f"{action} {path}: the file is corrupt ({exc})")
+    if code.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM", "SQLITE_AUTH")):
+        return GalleryError(f"{action} {path}: no permission or read-only ({exc})")
+    return GalleryError(f"{action} {path}: {exc}")
