@@ -490,7 +490,7 @@ step_verify() {
   runuser -u "$SERVICE_USER" -- env FACEGATE_MODELS="$SRC/models" "$VENV/bin/python" - \
     "$CONFIG_DIR/config.yaml" "$SERVICE_USER" <<'EOF' || die "the models are not usable by the service user"
 import sys
-from pi_facegate.config.schema import load_config
+from pi_facegate.config.loader import load_config
 from pi_facegate.vision.manifest import load_manifest
 
 config = load_config(sys.argv[1])

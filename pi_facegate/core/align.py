@@ -17,16 +17,30 @@ fallback for a face the mesh model does not confirm, and for callers without a r
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
 
 import cv2
 import numpy as np
 
 from pi_facegate.core.faces import KEYPOINT_NAMES, Face
 from pi_facegate.exc import ModelError
-from pi_facegate.vision.manifest import Manifest
 
 #: keypoint names of a template on face-mesh landmarks: "mesh:<landmark index>"
 MESH_PREFIX = "mesh:"
+
+
+class ManifestLike(Protocol):
+    """What alignment reads from an embedder's manifest.
+
+    :class:`pi_facegate.vision.manifest.Manifest` fits it; core does not import vision, so
+    the shape is spelled out here instead.
+    """
+
+    @property
+    def path(self) -> Path: ...
+
+    def get(self, key: str, default: Any = None) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -51,7 +65,7 @@ class AlignmentTemplate:
         return [KEYPOINT_NAMES[i] for i in self.indices]
 
     @classmethod
-    def from_manifest(cls, manifest: Manifest, key: str = "template") -> AlignmentTemplate:
+    def from_manifest(cls, manifest: ManifestLike, key: str = "template") -> AlignmentTemplate:
         """Read ``alignment.<key>`` from an embedder manifest; ModelError if it is absent."""
         section = manifest.get("alignment") or {}
         template = section.get(key)
@@ -153,7 +167,7 @@ class Aligner:
         self.refiner = refiner
 
     @classmethod
-    def from_manifest(cls, manifest: Manifest, refiner=None) -> Aligner:
+    def from_manifest(cls, manifest: ManifestLike, refiner=None) -> Aligner:
         """The aligner for an embedder; with ``refiner``, on the manifest's mesh template."""
         mesh = (
             AlignmentTemplate.from_manifest(manifest, "mesh_template")
@@ -163,7 +177,7 @@ class Aligner:
         return cls(AlignmentTemplate.from_manifest(manifest), mesh, refiner)
 
     @staticmethod
-    def wants_mesh(manifest: Manifest) -> bool:
+    def wants_mesh(manifest: ManifestLike) -> bool:
         """Whether the embedder's manifest has a face-mesh template (so a refiner pays off)."""
         return bool((manifest.get("alignment") or {}).get("mesh_template"))
 

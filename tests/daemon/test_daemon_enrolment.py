@@ -26,9 +26,9 @@ import numpy as np
 import pytest
 
 from pi_facegate.cli import main
-from pi_facegate.config.schema import load_config
-from pi_facegate.core.capture import ARMING_FILE_NAME, read_arming
+from pi_facegate.config.loader import load_config
 from pi_facegate.daemon.service import DoorService, RunOptions
+from pi_facegate.storage.arming import ARMING_FILE_NAME, read_arming
 from pi_facegate.storage.events import EventLog
 from pi_facegate.storage.gallery import Gallery
 from pi_facegate.vision.images import load_image
@@ -362,7 +362,7 @@ DRIVER = textwrap.dedent(
     """
     import sys, threading
     from pathlib import Path
-    from pi_facegate.config.schema import load_config
+    from pi_facegate.config.loader import load_config
     from pi_facegate.daemon.service import DoorService, RunOptions
 
     state = Path(sys.argv[1])

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-UNIT = Path(__file__).resolve().parent.parent / "systemd" / "pi-facegate.service"
+UNIT = Path(__file__).resolve().parents[2] / "systemd" / "pi-facegate.service"
 
 
 def _service_section() -> dict[str, list[str]]:

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.tools
 pytest.importorskip("dlib")
 pytest.importorskip("face_recognition_models")
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
