@@ -3,7 +3,8 @@
     .venv/bin/python tools/build_models.py [--out models] [--facedata DIR] [--no-template]
 
 Runs, in order: ``tools/build_detector.py`` (BlazeFace detectors), ``tools/build_embedder.py``
-(dlib ResNet -> float32 and INT8 TFLite, checked against dlib) and, where present,
+(dlib ResNet -> float32 and INT8 TFLite, checked against dlib), ``tools/build_antispoof.py``
+(the two MiniFASNet liveness models from ``../shared/models/minifasnet``) and, where present,
 ``tools/fit_alignment_template.py`` (the detector-keypoint template in the embedder
 manifests, which needs both models). Needs the ``[tools]`` extra and the shared face photos;
 downloads nothing. Each step is deterministic, so a rebuild reproduces the committed files.
@@ -38,6 +39,9 @@ def build_all(out_dir: Path, facedata: Path | None = None, template: bool = True
         log.info("wrote %s", path)
     report = build_embedder.build(out_dir, facedata)
     log.info("embedder build: %s", report)
+    from tools import build_antispoof
+
+    log.info("anti-spoofing build: %s", build_antispoof.build(out_dir, facedata))
     if template and (HERE / "fit_alignment_template.py").is_file():
         import fit_alignment_template
 
