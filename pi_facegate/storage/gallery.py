@@ -57,6 +57,7 @@ from pi_facegate.storage.gallery_file import (
     rw_uri,
     table_names,
 )
+from pi_facegate.storage.names import normalise_name
 
 log = logging.getLogger("pi_facegate.gallery")  # journal name: stable across moves
 
@@ -64,8 +65,6 @@ log = logging.getLogger("pi_facegate.gallery")  # journal name: stable across mo
 SCHEMA_VERSION = 1
 #: SQLite header field identifying the file (``file(1)`` shows it); ASCII "FGal".
 APPLICATION_ID = 0x4647616C
-#: Longest accepted person name, in characters.
-MAX_NAME_LENGTH = 100
 #: Length of an embedding when creating a gallery without saying (the dlib ResNet's).
 DEFAULT_EMBEDDING_SIZE = 128
 #: Seconds a write waits for another process's write to finish.
@@ -564,26 +563,6 @@ class Gallery:
 
 
 # ---------------------------------------------------------------------- helpers
-
-
-def normalise_name(name: str) -> str:
-    """A person's name as stored: NFC, stripped; empty, overlong or control chars refused.
-
-    Names end up in logs and terminals, so control characters (newlines, escapes) are an
-    :class:`InvalidPersonError`, not something to print.
-    """
-    if not isinstance(name, str):
-        raise InvalidPersonError(f"a person's name must be text, not {name!r}")
-    clean = unicodedata.normalize("NFC", name).strip()
-    if not clean:
-        raise InvalidPersonError("a person's name must not be empty")
-    if len(clean) > MAX_NAME_LENGTH:
-        raise InvalidPersonError(
-            f"a person's name must be at most {MAX_NAME_LENGTH} characters, got {len(clean)}"
-        )
-    if any(unicodedata.category(ch).startswith("C") for ch in clean):
-        raise InvalidPersonError(f"a person's name must not contain control characters: {clean!r}")
-    return clean
 
 
 def _person(row: tuple) -> Person:

@@ -51,7 +51,8 @@ from pi_facegate.storage.arming import (
 )
 from pi_facegate.storage.event_record import KINDS
 from pi_facegate.storage.events import EventLog
-from pi_facegate.storage.gallery import Gallery, normalise_name
+from pi_facegate.storage.gallery import Gallery
+from pi_facegate.storage.names import normalise_name
 
 # the enrolment kinds of the event log, in its order
 _ENROLMENT_EVENTS = tuple(kind for kind in KINDS if kind.startswith("enrol"))

@@ -34,7 +34,8 @@ from pi_facegate.exc import (
     PersonNotFoundError,
     UsageError,
 )
-from pi_facegate.storage.gallery import Gallery, normalise_name
+from pi_facegate.storage.gallery import Gallery
+from pi_facegate.storage.names import normalise_name
 
 READ_TIMEOUT_SECONDS = 1.0
 
