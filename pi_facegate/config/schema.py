@@ -31,6 +31,7 @@ from pi_facegate.config.base import (
     raise_violations,
 )
 from pi_facegate.config.gpio import PIN_KEYS, BcmPin, DoorConfig, pin_conflicts
+from pi_facegate.config.liveness import LivenessConfig
 
 # --------------------------------------------------------------------------- camera
 
@@ -510,6 +511,9 @@ class Config(FacegateBaseModel):
     )
     access: AccessConfig = Field(
         default_factory=AccessConfig, description="when matches become a grant (votes, cooldown)"
+    )
+    liveness: LivenessConfig = Field(
+        default_factory=LivenessConfig, description="presentation-attack detection per track"
     )
     door: DoorConfig = Field(
         default_factory=DoorConfig, description="door I/O on the GPIO header (BCM numbers)"

@@ -190,26 +190,45 @@ class Aligner:
 
     def face_transform(self, image: np.ndarray, face: Face) -> np.ndarray:
         """The frame-to-chip matrix for ``face``: on its mesh if there is a refiner, else its keypoints."""
+        return self.face_transform_and_mesh(image, face)[0]
+
+    def face_transform_and_mesh(
+        self, image: np.ndarray, face: Face
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """The frame-to-chip matrix and the face-mesh points it came from (``None``: no
+        refiner, or the mesh model did not confirm the face). The points are returned
+        because liveness reads the same mesh: it is computed once per face per frame."""
         if self.refiner is not None and self.mesh_template is not None:
             mesh = self.refiner.mesh(image, face)
             if mesh.score >= self.refiner.min_score:
-                return self.transform(mesh.points, self.mesh_template)
-        return self.transform(face.keypoints, self.template)
+                return self.transform(mesh.points, self.mesh_template), mesh.points
+        return self.transform(face.keypoints, self.template), None
 
     def align(self, image: np.ndarray, face: Face) -> np.ndarray:
         """The ``(size, size, 3)`` uint8 chip of ``face`` in ``image`` (RGB in, RGB out)."""
+        return self.align_with_mesh(image, face)[0]
+
+    def align_with_mesh(
+        self, image: np.ndarray, face: Face
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """The chip of ``face`` and its face-mesh points (see :meth:`face_transform_and_mesh`)."""
         size = self.template.size
-        return cv2.warpAffine(
-            image,
-            self.face_transform(image, face),
-            (size, size),
-            flags=cv2.INTER_LINEAR,
-            borderMode=cv2.BORDER_REPLICATE,
+        matrix, mesh = self.face_transform_and_mesh(image, face)
+        chip = cv2.warpAffine(
+            image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
         )
+        return chip, mesh
 
     def align_many(self, image: np.ndarray, faces: list[Face]) -> np.ndarray:
         """Chips for several faces of one frame, stacked ``(N, size, size, 3)``."""
+        return self.align_many_with_meshes(image, faces)[0]
+
+    def align_many_with_meshes(
+        self, image: np.ndarray, faces: list[Face]
+    ) -> tuple[np.ndarray, list[np.ndarray | None]]:
+        """Chips for several faces of one frame, and each face's mesh points (or ``None``)."""
         size = self.template.size
         if not faces:
-            return np.empty((0, size, size, 3), dtype=np.uint8)
-        return np.stack([self.align(image, f) for f in faces])
+            return np.empty((0, size, size, 3), dtype=np.uint8), []
+        pairs = [self.align_with_mesh(image, f) for f in faces]
+        return np.stack([chip for chip, _ in pairs]), [mesh for _, mesh in pairs]

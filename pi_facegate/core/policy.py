@@ -14,7 +14,12 @@ Everything else keeps the door locked:
 * a disabled or pending (not yet approved) person: denied, however good the match;
 * a face nobody matches: denied as unknown once it has been seen for N frames (the same
   amount of evidence a grant needs, so a blurred first frame of an enrolled person is not
-  logged as a stranger).
+  logged as a stranger);
+* with ``require_liveness``: an identified face whose liveness (see
+  :mod:`pi_facegate.core.liveness`, passed in per observation) is not "live" -- a confident
+  attack is denied as ``presentation_attack`` at once, whatever the votes; a face still
+  waiting for evidence stays PENDING until its wait is over, then is denied as
+  ``no_liveness``. No liveness given counts as no evidence: never a grant.
 
 Pure: no clock, no I/O. The caller passes ``now`` (seconds on a monotonic clock) with every
 call, which also makes the policy exactly testable.
@@ -24,11 +29,26 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any, Protocol
 
 from pi_facegate.exc import ConfigError
+
+
+class LivenessLike(Protocol):
+    """What the policy reads of a liveness verdict (``core.liveness.LivenessResult`` fits)."""
+
+    @property
+    def live(self) -> bool: ...
+
+    @property
+    def attack(self) -> bool: ...
+
+    @property
+    def timed_out(self) -> bool: ...
+
+    def cues(self) -> dict[str, Any]: ...
 
 
 class FaceMatch(Protocol):
@@ -73,6 +93,8 @@ class Verdict(StrEnum):
     DENY_DISABLED = "deny_disabled"  #: an enrolled person an administrator disabled
     DENY_PENDING = "deny_pending"  #: an enrolled person still awaiting approval
     DENY_DOUBTFUL = "deny_doubtful"  #: votes disagree, or the match is not clear enough
+    DENY_ATTACK = "deny_presentation_attack"  #: a photo, print or screen, not a live face
+    DENY_NO_LIVENESS = "deny_no_liveness"  #: identified, but no live verdict in time
     PENDING = "pending"  #: still collecting votes: no decision yet (door stays locked)
     COOLDOWN = "cooldown"  #: this person was just granted: no new pulse (door as it is)
 
@@ -111,6 +133,7 @@ class Decision:
     votes: int = 0
     window: int = 0
     candidates: tuple[str, ...] = field(default=())
+    liveness: dict[str, Any] | None = None  #: the liveness cues' evidence, when judged
 
     @property
     def granted(self) -> bool:
@@ -120,11 +143,14 @@ class Decision:
     def event_fields(self) -> dict[str, Any] | None:
         """Keyword arguments for ``EventWriter.record(**fields)``, or ``None`` (no event).
 
-        GRANT becomes a ``granted`` event, every DENY_* a ``denied`` event with the reason;
-        PENDING and COOLDOWN are not events.
+        GRANT becomes a ``granted`` event, DENY_ATTACK a ``presentation_attack`` event, every
+        other DENY_* a ``denied`` event with the reason; PENDING and COOLDOWN are not events.
+        The liveness cues' scores go into the detail when the face was judged.
         """
         if self.verdict.is_grant:
             kind = "granted"
+        elif self.verdict is Verdict.DENY_ATTACK:
+            kind = "presentation_attack"
         elif self.verdict.is_deny:
             kind = "denied"
         else:
@@ -134,6 +160,8 @@ class Decision:
             detail["reason"] = self.verdict.reason
         if len(self.candidates) > 1:
             detail["candidates"] = list(self.candidates)
+        if self.liveness:
+            detail.update(self.liveness)
         return {
             "kind": kind,
             "person": self.name,
@@ -167,6 +195,9 @@ class AccessPolicy:
     :param cooldown_seconds: after a grant, that person is not granted again for this long.
     :param unknown_log_interval_seconds: :meth:`should_log` says yes to the same kind of
         denial of the same face at most once per this interval.
+    :param require_liveness: a grant also needs a live verdict on the same track (the
+        daemon sets it from ``liveness.enabled``; off only for callers that judge single
+        photos, such as tests of the vote rules)
     """
 
     def __init__(
@@ -176,6 +207,7 @@ class AccessPolicy:
         window_seconds: float = 2.0,
         cooldown_seconds: float = 5.0,
         unknown_log_interval_seconds: float = 10.0,
+        require_liveness: bool = False,
     ) -> None:
         _check_count("votes_required", votes_required)
         _check_count("window_frames", window_frames)
@@ -192,17 +224,25 @@ class AccessPolicy:
         self.window_seconds = float(window_seconds)
         self.cooldown_seconds = float(cooldown_seconds)
         self.unknown_log_interval_seconds = float(unknown_log_interval_seconds)
+        self.require_liveness = bool(require_liveness)
         self._tracks: dict[int, _TrackState] = {}
         self._cooldown_until: dict[int, float] = {}
         self._last_logged: dict[tuple[int, Verdict], float] = {}
 
-    def observe(self, track_id: int, match: FaceMatch | None, now: float) -> Decision:
+    def observe(
+        self,
+        track_id: int,
+        match: FaceMatch | None,
+        now: float,
+        liveness: LivenessLike | None = None,
+    ) -> Decision:
         """Add one frame's ``match`` for the face ``track_id`` and decide.
 
         ``match`` is the matcher's result for this face, or ``None`` when nothing matched
         (empty gallery, unusable embedding). ``now`` is the frame's time in seconds on a
-        monotonic clock. Only a :class:`Decision` whose :attr:`~Decision.granted` is true
-        may open the door.
+        monotonic clock. ``liveness`` is the track's liveness verdict after this frame (read
+        only with ``require_liveness``). Only a :class:`Decision` whose
+        :attr:`~Decision.granted` is true may open the door.
         """
         self._prune(now)
         state = self._tracks.get(track_id)
@@ -214,7 +254,11 @@ class AccessPolicy:
         state.window.append(_observe(match, now))
         while state.window and now - state.window[0].time > self.window_seconds:
             state.window.popleft()
-        return self._decide(track_id, state, now)
+        decision = self._decide(track_id, state, now, liveness)
+        judged = decision.verdict.is_deny or decision.verdict.is_grant
+        if liveness is not None and self.require_liveness and judged:
+            decision = replace(decision, liveness=liveness.cues())
+        return decision
 
     def should_log(self, decision: Decision, now: float) -> bool:
         """Whether the caller should write ``decision`` to the event log now.
@@ -257,7 +301,9 @@ class AccessPolicy:
         """True while ``person_id`` was granted less than ``cooldown_seconds`` ago."""
         return now < self._cooldown_until.get(person_id, -math.inf)
 
-    def _decide(self, track_id: int, state: _TrackState, now: float) -> Decision:
+    def _decide(
+        self, track_id: int, state: _TrackState, now: float, liveness: LivenessLike | None
+    ) -> Decision:
         window = list(state.window)
         votes = [(o.vote, o.match) for o in window if o.vote is not None and o.match is not None]
         people = {person for person, _ in votes}
@@ -265,7 +311,7 @@ class AccessPolicy:
         if len(people) > 1:
             return self._about(Verdict.DENY_DOUBTFUL, track_id, votes[-1][1], 0, window, candidates)
         if people:
-            return self._identified(track_id, votes, window, candidates, now)
+            return self._identified(track_id, votes, window, candidates, now, liveness)
         latest = window[-1]
         if state.seen < self.votes_required:
             verdict = Verdict.PENDING
@@ -290,15 +336,20 @@ class AccessPolicy:
         window: list[_Observation],
         candidates: tuple[str, ...],
         now: float,
+        liveness: LivenessLike | None = None,
     ) -> Decision:
         """Decide for a window whose votes all name one person.
 
         Every vote must allow access, not just the latest: a person disabled while they
-        stand at the door is refused from that frame on.
+        stand at the door is refused from that frame on. A confident attack is denied
+        before the votes are complete: it is the same face, and it will not become live.
         """
         person, latest = votes[-1]
         matches = [match for _, match in votes]
-        if len(votes) < self.votes_required:
+        checks_liveness = self.require_liveness
+        if checks_liveness and liveness is not None and liveness.attack:
+            verdict = Verdict.DENY_ATTACK
+        elif len(votes) < self.votes_required:
             verdict = Verdict.PENDING
         elif any(not m.enabled for m in matches):
             verdict = Verdict.DENY_DISABLED
@@ -308,6 +359,9 @@ class AccessPolicy:
             verdict = Verdict.DENY_DOUBTFUL  # identified, yet the matcher would not accept
         elif self.in_cooldown(person, now):
             verdict = Verdict.COOLDOWN
+        elif checks_liveness and (liveness is None or not liveness.live):
+            timed_out = liveness is not None and liveness.timed_out
+            verdict = Verdict.DENY_NO_LIVENESS if timed_out else Verdict.PENDING
         else:
             verdict = Verdict.GRANT
             self._cooldown_until[person] = now + self.cooldown_seconds

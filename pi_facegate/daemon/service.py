@@ -20,6 +20,7 @@ owns that state; the service only calls it from the loop, at close and on reload
 from __future__ import annotations
 
 import logging
+import math
 import signal
 import threading
 import time
@@ -36,8 +37,9 @@ from pi_facegate.camera.source import FrameSource
 from pi_facegate.config.loader import load_config
 from pi_facegate.config.schema import Config
 from pi_facegate.core.capture import CaptureResult, EnrolmentRequest
+from pi_facegate.core.liveness import LivenessJudge, LivenessResult
 from pi_facegate.core.matcher import GalleryIndex
-from pi_facegate.core.policy import Decision
+from pi_facegate.core.policy import Decision, Verdict
 from pi_facegate.core.tracker import FaceTracker
 from pi_facegate.daemon import wiring as components
 from pi_facegate.daemon.door_enrolment import DoorEnrolment
@@ -48,13 +50,16 @@ from pi_facegate.exc import CameraError, ConfigError
 from pi_facegate.storage.arming import arming_path
 from pi_facegate.storage.events import EventWriter
 from pi_facegate.storage.gallery import Gallery
-from pi_facegate.vision.recognizer import Recognizer
+from pi_facegate.vision.antispoof import TextureLiveness
+from pi_facegate.vision.recognizer import FaceAnalysis, Recognizer
 
 log = logging.getLogger("pi_facegate.service")  # journal name: stable across moves
 
 GALLERY_POLL_SECONDS = 0.5  # how often the loop asks SQLite whether the gallery changed
 READ_TIMEOUT_SECONDS = 1.0  # a read never blocks longer, so signals and the watchdog are served
 # Settings the running daemon cannot change without reopening hardware or models.
+#: denials that end a face's chances for the rest of its track
+FINAL_DENIALS = frozenset({Verdict.DENY_ATTACK, Verdict.DENY_NO_LIVENESS})
 RESTART_SECTIONS = ("camera", "detector", "embedder", "storage")
 RESTART_DOOR_KEYS = ("simulate", "relay", "contact", "exit_button", "leds", "buzzer")
 RESTART_ENROLMENT_KEYS = ("button_pin", "button_pull_up", "long_press_seconds")
@@ -106,6 +111,8 @@ class DoorService:
         self.camera: FrameSource | None = None
         self.policy = components.make_policy(config)
         self.tracker = FaceTracker()
+        self.liveness = LivenessJudge(components.liveness_settings(config))
+        self.texture: TextureLiveness | None = None
         self.threshold = 0.0
         self.min_margin = 0.0
         self.index: GalleryIndex | None = None
@@ -165,6 +172,7 @@ class DoorService:
         self.enrolment.start(self.door)
         embedder = components.build_embedder(cfg)
         self.recognizer = components.build_recognizer(cfg, video=True, embedder=embedder)
+        self.texture = components.build_texture_liveness(cfg)
         self.threshold, self.min_margin = components.match_settings(cfg, embedder)
         self.gallery = components.open_gallery(gallery_path, embedder)
         self.index = self.gallery.index()
@@ -206,7 +214,15 @@ class DoorService:
             except Exception:  # noqa: BLE001 - close() below locks again
                 log.exception("locking the door failed")
         self.enrolment.stop(time.monotonic())
-        for part in (self.camera, self.gallery, self.recognizer, self.enrolment, self.door):
+        parts = (
+            self.camera,
+            self.gallery,
+            self.texture,
+            self.recognizer,
+            self.enrolment,
+            self.door,
+        )
+        for part in parts:
             if part is None:
                 continue
             try:
@@ -217,6 +233,7 @@ class DoorService:
             self._record("stopped", detail={"frames": self.frames, "grants": self.grants})
             self.events.close()
         self.camera = self.gallery = self.recognizer = self.door = self.events = None
+        self.texture = None
 
     def run(self) -> int:
         """Start, loop until stopped (or the replay ends), close. Returns the exit status."""
@@ -298,6 +315,7 @@ class DoorService:
             self.index = self.gallery.index()
             self.policy.reset()
             self.tracker.reset()
+            self.liveness.reset()
             self._record("gallery_changed", detail={"people": len(self.index.names)})
 
     def process(
@@ -318,6 +336,7 @@ class DoorService:
         track_ids = self.tracker.update([f.box for f in faces], captured)
         for gone in self.tracker.dropped:
             self.policy.forget(gone)
+            self.liveness.forget(gone)
         excluded = self.enrolment.feed(image, faces, track_ids, now)
         # a face already granted is not embedded again while its person is in cooldown
         todo = [
@@ -332,7 +351,8 @@ class DoorService:
         for analysis, (_, track) in zip(analyses, todo, strict=True):
             if not analysis.usable:
                 continue  # a blurred or turned face casts no vote either way
-            decision = self.policy.observe(track, analysis.match, captured)
+            liveness = self._judge_liveness(image, analysis, track, captured)
+            decision = self.policy.observe(track, analysis.match, captured, liveness)
             decisions.append(decision)
             self._act(decision, captured)
         self.enrolment.finish_if_due(time.monotonic())
@@ -340,6 +360,25 @@ class DoorService:
         self._frame_times.append(now)
         self._last_frame_at = time.monotonic()
         return decisions
+
+    def _judge_liveness(
+        self, image: np.ndarray, analysis: FaceAnalysis, track: int, captured: float
+    ) -> LivenessResult | None:
+        """This frame's liveness evidence of a recognised face, and the track's verdict.
+
+        Only faces the matcher identified are judged (a stranger is denied anyway): the
+        texture models run while their verdict can still change, the planarity cue reads
+        the mesh the aligner already computed.
+        """
+        match = analysis.match
+        if not self.policy.require_liveness or match is None:
+            return None
+        if not getattr(match, "recognised", match.accepted):
+            return None
+        texture = None
+        if self.texture is not None and self.liveness.wants_texture(track, captured):
+            texture = self.texture.score(image, analysis.face)
+        return self.liveness.observe(track, captured, texture=texture, mesh=analysis.mesh)
 
     def _act(self, decision: Decision, captured: float) -> None:
         fields = decision.event_fields()
@@ -354,6 +393,13 @@ class DoorService:
             fields["detail"]["latency_ms"] = round(latency_ms, 1)
             self._record(**fields)
             self._last_decision = f"granted {decision.name}"
+        elif decision.verdict in FINAL_DENIALS:
+            # an attack, or no live verdict in time: this face stays denied for its life
+            self.tracker.mark_decided(decision.track_id, math.inf)
+            if self.policy.should_log(decision, captured):
+                self.door.signal("denied")
+                self._record(**fields)
+                self._last_decision = f"denied ({fields['detail'].get('reason')})"
         elif fields is not None and self.policy.should_log(decision, captured):
             self.door.signal("denied")
             self._record(**fields)
@@ -417,6 +463,7 @@ class DoorService:
         self.enrolment.reload(new)  # applies from the next capture
         self.policy = components.make_policy(new)
         self.tracker.reset()
+        self.liveness = LivenessJudge(components.liveness_settings(new))
         self.recognizer.limits = components.quality_limits(new)
         embedder = self.recognizer.embedder
         self.threshold, self.min_margin = components.match_settings(new, embedder)

@@ -14,11 +14,14 @@ from pathlib import Path
 from pi_facegate.config.schema import Config
 from pi_facegate.core.align import Aligner
 from pi_facegate.core.faces import Detector
+from pi_facegate.core.liveness import LivenessSettings
+from pi_facegate.core.planarity import PlanaritySettings
 from pi_facegate.core.policy import AccessPolicy
 from pi_facegate.core.quality import QualityLimits
 from pi_facegate.door.controller import DoorController
 from pi_facegate.door.pins import make_pin_factory
 from pi_facegate.storage.gallery import Gallery
+from pi_facegate.vision.antispoof import TextureLiveness
 from pi_facegate.vision.detection.factory import create_detector
 from pi_facegate.vision.embedder import Embedder
 from pi_facegate.vision.landmarks import DEFAULT_LANDMARKS, LandmarkRefiner
@@ -149,7 +152,37 @@ def make_policy(config: Config) -> AccessPolicy:
         window_seconds=a.window_seconds,
         cooldown_seconds=a.cooldown_seconds,
         unknown_log_interval_seconds=a.unknown_log_interval_seconds,
+        require_liveness=config.liveness.enabled,
     )
+
+
+def liveness_settings(config: Config) -> LivenessSettings:
+    """The liveness fusion rule and the planarity cue from ``liveness:``."""
+    lv = config.liveness
+    pl = lv.planarity
+    return LivenessSettings(
+        texture_live_above=lv.texture_live_above,
+        texture_attack_below=lv.texture_attack_below,
+        texture_frames=lv.texture_frames,
+        max_wait_seconds=lv.max_wait_seconds,
+        planarity=PlanaritySettings(
+            planar_below=pl.planar_below,
+            three_d_above=pl.three_d_above,
+            min_relief=pl.min_relief,
+            min_motion=pl.min_motion,
+        ),
+    )
+
+
+def build_texture_liveness(config: Config) -> TextureLiveness | None:
+    """The texture anti-spoofing models when liveness is on (``None`` when it is off).
+
+    A missing or modified model is a :class:`~pi_facegate.exc.ModelError` here, so the
+    daemon refuses to start rather than run with liveness silently off.
+    """
+    if not config.liveness.enabled:
+        return None
+    return TextureLiveness(num_threads=1)
 
 
 def make_door(config: Config, simulate: bool, on_event) -> DoorController:

@@ -22,6 +22,7 @@ KINDS = (
     "stopped",
     "granted",
     "denied",
+    "presentation_attack",
     "unlocked",
     "relocked",
     "exit_request",

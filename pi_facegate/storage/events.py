@@ -51,6 +51,7 @@ LOGGER = logging.getLogger("pi_facegate.events")  # journal name: stable across 
 
 #: Log level per kind (others are INFO): what an operator should notice stands out.
 _LEVELS = {
+    "presentation_attack": logging.WARNING,
     "door_forced": logging.WARNING,
     "door_held_open": logging.WARNING,
     "config_rejected": logging.WARNING,

@@ -31,6 +31,8 @@ class FaceAnalysis:
     quality: QualityReport
     embedding: np.ndarray | None = field(default=None, repr=False)  # None: failed the gate
     match: Match | None = None  # None: not embedded, or nobody in the gallery
+    #: the face-mesh points (468, 2) in frame pixels the chip was aligned on (None: no mesh)
+    mesh: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def usable(self) -> bool:
@@ -111,7 +113,7 @@ class Recognizer:
         With a face-mesh aligner the landmark model runs per face inside "align".
         """
         t0 = time.perf_counter()
-        chips = self.aligner.align_many(image, faces)
+        chips, meshes = self.aligner.align_many_with_meshes(image, faces)
         reports = [assess(f, c, limits or self.limits) for f, c in zip(faces, chips, strict=True)]
         good = [i for i, r in enumerate(reports) if r.ok]
         t1 = time.perf_counter()
@@ -119,7 +121,7 @@ class Recognizer:
         t2 = time.perf_counter()
         self.timings["align"] = (t1 - t0) * 1e3
         self.timings["embed"] = (t2 - t1) * 1e3
-        out = [FaceAnalysis(f, r) for f, r in zip(faces, reports, strict=True)]
+        out = [FaceAnalysis(f, r, mesh=m) for f, r, m in zip(faces, reports, meshes, strict=True)]
         for row, i in enumerate(good):
             out[i].embedding = embeddings[row]
         return out

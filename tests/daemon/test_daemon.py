@@ -55,30 +55,6 @@ def state(tmp_path: Path) -> Path:
     return tmp_path
 
 
-@pytest.fixture
-def in_process(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """This process as a daemon leaves it: signal handlers and root logging restored.
-
-    ``facegate run`` installs SIGTERM/SIGINT/SIGHUP handlers and its own stderr handler on
-    the root logger; afterwards Ctrl-C must stop pytest again and no later test may log into
-    this test's closed capture stream. No ``NOTIFY_SOCKET`` is inherited from outside.
-    """
-    monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
-    signals = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    for signum, handler in signals.items():
-        signal.signal(signum, handler)
-    for handler in [h for h in root.handlers if h not in handlers]:
-        if getattr(handler, "_pi_facegate_handler", False):
-            root.removeHandler(handler)
-    for handler in handlers:
-        if handler not in root.handlers:
-            root.addHandler(handler)
-    root.setLevel(level)
-
-
 def test_enrolled_person_walks_up_and_the_door_opens(facedata, state, in_process, capfd):
     examples = facedata / "face_recognition_examples" / "examples"
     assert (
@@ -316,8 +292,11 @@ def test_a_person_enrolled_while_the_daemon_runs_is_let_in(facedata, state, noti
     for name in ("obama.jpg", "obama2.jpg", "obama-480p.jpg"):
         (frames / name).symlink_to(examples / name)
     config = state / "config.yaml"
+    # still photos stand in for a person walking up: this test is about the gallery refresh,
+    # so liveness (which refuses photos, see tests/daemon/test_liveness_daemon.py) is off
     config.write_text(
         f"camera:\n  type: replay\n  replay:\n    path: {frames}\n    fps: 10\n    loop: true\n"
+        "liveness:\n  enabled: false\n"
     )
     assert (
         main(
