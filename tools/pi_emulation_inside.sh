@@ -138,8 +138,9 @@ EOF
 chmod -R a+rX "$frames"
 # The installed config with its wall-clock times stretched, as emulation is slow: the votes
 # may be up to 60 s apart (the limit; in 2 s, the default, three votes never gather at a
-# second or so per frame), and the cooldown lasts the whole replay (3600 s), so the enrolled
-# person is granted exactly once, however slow this machine is today.
+# second or so per frame), the cooldown lasts the whole replay (3600 s), so the enrolled
+# person is granted exactly once, however slow this machine is today, and liveness may wait
+# up to 60 s for its 3-D verdict (11 moving frames of the 16 here; natively 0.4 s).
 "$PY" - "$CONFIG" "$WORK/config.yaml" <<'EOF'
 import sys
 import yaml
@@ -147,6 +148,7 @@ import yaml
 data = yaml.safe_load(open(sys.argv[1]))
 data["access"]["window_seconds"] = 60.0
 data["access"]["cooldown_seconds"] = 3600.0
+data["liveness"]["max_wait_seconds"] = 60.0
 yaml.safe_dump(data, open(sys.argv[2], "w"), sort_keys=False)
 EOF
 chmod 0644 "$WORK/config.yaml"
