@@ -12,4 +12,5 @@ every rule that decides who gets in can be tested with plain arrays and a passed
 * ``policy.py`` -- the access policy: votes over frames, cooldowns, the decision.
 * ``capture.py`` -- the enrolment capture state machine (good, diverse frames of one face).
 * ``planarity.py`` -- liveness cue: is the face a plane (a print, a screen) or a 3-D head?
+* ``liveness.py`` -- fuses the liveness cues of a track into live / attack / waiting.
 """
