@@ -65,15 +65,16 @@ class TimedService(DoorService):
 def run_once(state: Path, clip: Path, liveness: bool) -> dict[str, float | None]:
     config_path = state / f"config-{liveness}.yaml"
     config_path.write_text(f"liveness:\n  enabled: {'true' if liveness else 'false'}\n")
-    options = RunOptions(config_path=config_path, state_dir=state, replay=clip, replay_fps=0)
+    options = RunOptions(
+        config_path=config_path, state_dir=state, replay=clip, replay_fps=0, simulate_gpio=True
+    )
     service = TimedService(options, load_config(config_path))
     service.start()
     try:
         fps = 30.0
         for index in range(100_000):
-            try:
-                frame = service.camera.read(1.0)
-            except Exception:  # noqa: BLE001 - the replay's end
+            frame = service.camera.read(1.0)
+            if frame is None:  # the replay's end
                 break
             service.process(frame.image, index / fps, frame.lores)
     finally:
@@ -84,6 +85,8 @@ def run_once(state: Path, clip: Path, liveness: bool) -> dict[str, float | None]
         if service.granted_at is None or service.first_face is None
         else service.granted_at - service.first_face,
         "liveness_ms_median": statistics.median(per_frame),
+        # over the frames in which a recognised face was judged (the others cost nothing)
+        "liveness_ms_median_judged": statistics.median([m for m in per_frame if m > 0.05] or [0]),
         "liveness_ms_p95": sorted(per_frame)[int(0.95 * (len(per_frame) - 1))],
         "liveness_ms_max": max(per_frame),
         "frame_ms_median": statistics.median(service.frame_ms),
