@@ -97,7 +97,11 @@ def native_environment() -> None:
     (measured with ``facegate bench --strangers``: a 10k gallery search went from 6.6 to
     0.7 ms and the next embedding from 15 to 10 ms on 2 cores).
     """
-    for key, value in (("TF_CPP_MIN_LOG_LEVEL", "2"), ("GLOG_minloglevel", "2"), ("OPENBLAS_NUM_THREADS", "1")):
+    for key, value in (
+        ("TF_CPP_MIN_LOG_LEVEL", "2"),
+        ("GLOG_minloglevel", "2"),
+        ("OPENBLAS_NUM_THREADS", "1"),
+    ):
         os.environ.setdefault(key, value)
 
 

@@ -65,7 +65,8 @@ def _photo_report(result) -> dict:
                 "nearest": m.name if m else None,
                 "distance": None if m is None else round(m.distance, 4),
                 "margin": None if m is None or m.margin is None else round(m.margin, 4),
-                "reason": a.quality.reason or (None if granted else (m.reason if m else "empty gallery")),
+                "reason": a.quality.reason
+                or (None if granted else (m.reason if m else "empty gallery")),
             }
         )
     return {"image": str(result.path), "error": result.error, "faces": faces}
@@ -81,5 +82,11 @@ def _print_photo(photo: dict) -> None:
         x, y, w, h = f["box"]
         dist = "-" if f["distance"] is None else f"{f['distance']:.3f}"
         margin = "-" if f["margin"] is None else f"{f['margin']:.3f}"
-        why = f" ({f['reason']}, nearest {f['nearest']})" if f["name"] == "unknown" and f["reason"] else ""
-        print(f"{photo['image']}: {f['name']} at {x},{y} {w}x{h} distance {dist} margin {margin}{why}")
+        why = (
+            f" ({f['reason']}, nearest {f['nearest']})"
+            if f["name"] == "unknown" and f["reason"]
+            else ""
+        )
+        print(
+            f"{photo['image']}: {f['name']} at {x},{y} {w}x{h} distance {dist} margin {margin}{why}"
+        )

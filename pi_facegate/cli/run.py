@@ -17,14 +17,29 @@ def register(subparsers, parents) -> None:
         help="run the door controller (the service)",
         description="Camera → recognition → relay, until SIGTERM. SIGHUP re-reads the config.",
     )
-    p.add_argument("--replay", type=Path, metavar="PATH",
-                   help="use this video file or image folder instead of the camera; exit when it ends")
-    p.add_argument("--replay-fps", type=float, metavar="N",
-                   help="replay pace in frames per second (0 = as fast as possible; default from config)")
-    p.add_argument("--simulate-gpio", action="store_true",
-                   help="drive a simulated relay (gpiozero MockFactory) instead of real GPIO")
-    p.add_argument("--gallery", type=Path, metavar="PATH", help="gallery file (default: from the config)")
-    p.add_argument("--events", type=Path, metavar="PATH", help="event log file (default: from the config)")
+    p.add_argument(
+        "--replay",
+        type=Path,
+        metavar="PATH",
+        help="use this video file or image folder instead of the camera; exit when it ends",
+    )
+    p.add_argument(
+        "--replay-fps",
+        type=float,
+        metavar="N",
+        help="replay pace in frames per second (0 = as fast as possible; default from config)",
+    )
+    p.add_argument(
+        "--simulate-gpio",
+        action="store_true",
+        help="drive a simulated relay (gpiozero MockFactory) instead of real GPIO",
+    )
+    p.add_argument(
+        "--gallery", type=Path, metavar="PATH", help="gallery file (default: from the config)"
+    )
+    p.add_argument(
+        "--events", type=Path, metavar="PATH", help="event log file (default: from the config)"
+    )
     p.set_defaults(func=run)
 
 

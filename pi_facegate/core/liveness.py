@@ -242,3 +242,36 @@ class LivenessJudge:
 
     def __len__(self) -> int:
         return len(self._tracks)
+
+
+#: why a capture without a live verdict stores nobody
+NOT_LIVE = "no live face (a photo or a screen?)"
+
+
+class CaptureLiveness:
+    """The liveness of the one face an enrolment capture follows (door button or CLI).
+
+    Enrolment needs the same evidence as a grant: a photo held up to the camera must not
+    become a person. ``texture(image, face)`` is the texture models' score (the caller's
+    model, so this stays pure); :meth:`refusal` says why nothing may be stored, or ``None``.
+    """
+
+    _TRACK = 0
+
+    def __init__(self, settings: LivenessSettings, texture: Any) -> None:
+        self.judge = LivenessJudge(settings)
+        self.texture = texture
+        self.result: LivenessResult | None = None
+
+    def feed(self, image: np.ndarray, face: Any, mesh: np.ndarray | None, now: float) -> None:
+        """This frame's evidence of the face being captured."""
+        score = None
+        if self.judge.wants_texture(self._TRACK, now):
+            score = float(self.texture(image, face))
+        self.result = self.judge.observe(self._TRACK, now, texture=score, mesh=mesh)
+
+    def refusal(self) -> str | None:
+        """``None`` when the capture showed a live face, else the reason to store nobody."""
+        if self.result is not None and self.result.live:
+            return None
+        return NOT_LIVE if self.result is None else f"{NOT_LIVE}: {self.result.reason}"

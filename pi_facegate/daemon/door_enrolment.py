@@ -39,7 +39,9 @@ from pi_facegate.core.capture import (
     subject_index,
 )
 from pi_facegate.core.faces import Face
+from pi_facegate.core.liveness import CaptureLiveness
 from pi_facegate.daemon.enrolment_store import EnrolmentOutcome
+from pi_facegate.daemon.wiring import liveness_settings
 from pi_facegate.door.buttons import EnrolmentButton
 from pi_facegate.door.controller import DoorController
 from pi_facegate.exc import FacegateError
@@ -62,6 +64,8 @@ class Recorder(Protocol):
 Analyse = Callable[..., list[FaceAnalysis]]
 #: ``store(request, result)``: a finished capture into the gallery (see ``enrolment_store``).
 Store = Callable[[EnrolmentRequest, CaptureResult], EnrolmentOutcome]
+#: ``texture(image, face)``: the texture models' live probability of a face (liveness on).
+Texture = Callable[[np.ndarray, Face], float]
 
 
 class DoorEnrolment:
@@ -74,6 +78,9 @@ class DoorEnrolment:
     :param store: stores a finished capture, returning the outcome.
     :param forget: drops one track's votes from the current access policy.
     :param on_enrolled: told of every person stored, before the door signals it.
+    :param texture: with ``config.liveness.enabled``, the texture models' score of a face;
+        a capture then stores someone only on a live verdict over its frames (texture and
+        3-D structure, as for a grant): a photo held up at the door is never enrolled.
     """
 
     def __init__(
@@ -86,6 +93,7 @@ class DoorEnrolment:
         store: Store,
         forget: Callable[[int], None],
         on_enrolled: Callable[[EnrolmentOutcome], None] | None = None,
+        texture: Texture | None = None,
     ) -> None:
         self.config = config
         self.door: DoorController | None = None
@@ -96,6 +104,8 @@ class DoorEnrolment:
         self._store = store
         self._forget = forget
         self._on_enrolled = on_enrolled
+        self._texture = texture
+        self._liveness: CaptureLiveness | None = None  # per capture, when liveness is on
         self._capture: CaptureSession | None = None
         self._capture_request: EnrolmentRequest | None = None
         self._capture_arming: Arming | None = None
@@ -247,6 +257,9 @@ class DoorEnrolment:
         self._capture = CaptureSession(self.capture_settings, now)
         self._capture_request, self._capture_arming = request, arming
         self._captured_tracks = set()
+        self._liveness = None
+        if self.config.liveness.enabled:
+            self._liveness = CaptureLiveness(liveness_settings(self.config), self._texture)
         self.door.signal("enrolment_start")  # "look at the camera"
         self._led_restore_at = now + SIGNAL_PATTERN_SECONDS
         self._record(
@@ -274,6 +287,8 @@ class DoorEnrolment:
             self._forget(track_ids[subject])  # votes cast before the press do not count
             if len(faces) == 1:
                 analysis = self._analyse(image, faces, self.capture_settings.limits)[0]
+                if self._liveness is not None:
+                    self._liveness.feed(image, analysis.face, analysis.mesh, now)
         session.feed(len(faces), analysis, now)
         return self._captured_tracks
 
@@ -283,6 +298,10 @@ class DoorEnrolment:
         if session is None or request is None or not session.due(now):
             return
         result = session.finish(now)
+        refusal = self._liveness.refusal() if self._liveness is not None else None
+        if result.ok and refusal is not None:
+            self._conclude(EnrolmentOutcome(request, result, reason=refusal), now)
+            return
         try:
             outcome = self._store(request, result)
         except Exception as exc:  # noqa: BLE001 - an enrolment bug must not stop the door

@@ -133,6 +133,7 @@ class DoorService:
             store=self._store_capture,
             forget=lambda track: self.policy.forget(track),
             on_enrolled=self._on_enrolled,
+            texture=lambda image, face: self.texture.score(image, face),
         )
 
     # ------------------------------------------------------------------ lifecycle

@@ -25,6 +25,7 @@ from pi_facegate.core.capture import (
     EnrolmentRequest,
     FrameJudgement,
 )
+from pi_facegate.core.liveness import CaptureLiveness
 from pi_facegate.daemon import wiring as components
 from pi_facegate.daemon.enrolment_store import complete
 from pi_facegate.exc import (
@@ -60,17 +61,26 @@ def capture(args: argparse.Namespace) -> int:
     with components.open_gallery(context.gallery_path(args, config), embedder) as gallery:
         _refuse_name(gallery, request)
         recognizer = components.build_recognizer(config, video=True, embedder=embedder)
+        texture = components.build_texture_liveness(config)
+        liveness = None
+        if texture is not None:
+            liveness = CaptureLiveness(components.liveness_settings(config), texture.score)
         try:
             source = _open_camera(config, args.replay)
             progress = None if args.json else TerminalProgress(settings)
             try:
-                result = run_capture(source, recognizer, settings, progress)
+                result = run_capture(source, recognizer, settings, progress, liveness=liveness)
             finally:
                 source.close()
                 if progress is not None:
                     progress.close()
         finally:
             recognizer.close()
+            if texture is not None:
+                texture.close()
+        refusal = liveness.refusal() if liveness is not None else None
+        if result.ok and refusal is not None:
+            raise EnrolmentError(f"nothing stored: {refusal}")
         outcome = complete(gallery, gallery.index(), request, result, threshold, margin)
     if not outcome.ok:
         hint = " (use --force if they really are different people)" if outcome.lookalike else ""
@@ -118,11 +128,13 @@ def run_capture(
     settings: CaptureSettings,
     progress: Callable[[CaptureSession, FrameJudgement, float], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
+    liveness: CaptureLiveness | None = None,
 ) -> CaptureResult:
     """Feed frames from ``source`` to a new session until it is due (or the source ends).
 
     The face is analysed with the enrolment limits; frames with no face or several are
-    judged without embedding anything.
+    judged without embedding anything. With ``liveness``, each analysed face also feeds the
+    capture's liveness evidence (the caller asks it afterwards whether to store).
     """
     session = CaptureSession(settings, clock())
     last_ts = -1
@@ -143,6 +155,8 @@ def run_capture(
             recognizer.analyse(frame.image, faces, settings.limits)[0] if len(faces) == 1 else None
         )
         now = clock()
+        if liveness is not None and subject is not None:
+            liveness.feed(frame.image, subject.face, subject.mesh, now)
         judgement = session.feed(len(faces), subject, now)
         if progress is not None:
             progress(session, judgement, now)
