@@ -481,25 +481,9 @@ def test_enrol_from_the_camera_in_a_shell(facedata, state, tmp_path, capsys):
     assert cli(state, "enroll", "arm", "--name", LIN, "--update") == 0
 
 
-def test_a_photo_held_up_to_the_camera_is_not_enrolled(facedata, state, tmp_path, capsys):
-    """SIMULATED attack: one frame of the clip the test above enrols from, moved by a few
-    pixels and degrees as a held-up photo is: good, frontal frames, but never a live verdict."""
-    capture = cv2.VideoCapture(
-        str(facedata / "face_recognition_examples/examples/short_hamilton_clip.mp4")
-    )
-    for _ in range(100):
-        capture.read()
-    ok, still = capture.read()
-    capture.release()
-    assert ok
-    frames = tmp_path / "photo"
-    frames.mkdir()
-    h, w = still.shape[:2]
-    for i in range(60):
-        matrix = cv2.getRotationMatrix2D((w / 2, h / 2), 3 * np.sin(i / 5), 1.0)
-        matrix[:, 2] += (4 * np.sin(i / 3), 3 * np.cos(i / 4))
-        frame = cv2.warpAffine(still, matrix, (w, h), borderMode=cv2.BORDER_REPLICATE)
-        cv2.imwrite(str(frames / f"{i:04d}.png"), frame)
+def test_a_photo_held_up_to_the_camera_is_not_enrolled(state, tmp_path, held_up_photo, capsys):
+    """SIMULATED attack: good, frontal frames of a held-up photo, never a live verdict."""
+    frames = held_up_photo(tmp_path / "photo", 60)
     assert cli(state, "enroll", LIN, "--camera", "--replay", str(frames)) == 1
     assert "nothing stored: no live face" in capsys.readouterr().err
     with Gallery.open(state / "gallery.db", fingerprint=None, create=False) as g:

@@ -430,29 +430,9 @@ def test_kill_9_during_a_capture_leaves_the_gallery_whole(facedata, lin_frames, 
     assert set(gallery_people(tmp_path)) == {"Barack Obama", LIN}
 
 
-def held_up_photo(facedata: Path, folder: Path) -> Path:
-    """SIMULATED attack on enrolment: one frame of the Hamilton clip (Lin-Manuel Miranda close
-    and alone) moved by a few pixels and degrees, as a photo held up to the camera would be."""
-    capture = cv2.VideoCapture(
-        str(facedata / "face_recognition_examples/examples/short_hamilton_clip.mp4")
-    )
-    for _ in range(100):
-        capture.read()
-    ok, still = capture.read()
-    capture.release()
-    assert ok
-    folder.mkdir()
-    h, w = still.shape[:2]
-    for i in range(40):
-        matrix = cv2.getRotationMatrix2D((w / 2, h / 2), 3 * np.sin(i / 5), 1.0)
-        matrix[:, 2] += (4 * np.sin(i / 3), 3 * np.cos(i / 4))
-        frame = cv2.warpAffine(still, matrix, (w, h), borderMode=cv2.BORDER_REPLICATE)
-        cv2.imwrite(str(folder / f"{i:04d}.png"), frame)
-    return folder
-
-
-def test_a_photo_held_up_at_the_door_is_not_enrolled(facedata, tmp_path):
-    write_config(tmp_path, held_up_photo(facedata, tmp_path / "photo"))
+def test_a_photo_held_up_at_the_door_is_not_enrolled(tmp_path, held_up_photo):
+    """SIMULATED attack on enrolment (see the ``held_up_photo`` fixture)."""
+    write_config(tmp_path, held_up_photo(tmp_path / "photo", 40))
     with running(tmp_path) as (service, tap):
         assert cli(tmp_path, "enroll", "arm", "--name", LIN, "--timeout", "5m") == 0
         tap.wait_for("enrolment_armed", lambda f: f["person"] == LIN)

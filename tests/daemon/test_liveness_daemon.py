@@ -68,21 +68,15 @@ def test_a_printed_photo_of_an_enrolled_person_never_unlocks(facedata, state, in
     assert detail["texture"] is not None and detail["texture"] < 0.2
 
 
-def test_a_still_frame_of_a_video_moved_about_never_unlocks(facedata, state, in_process):
+def test_a_still_frame_of_a_video_moved_about_never_unlocks(
+    facedata, state, in_process, held_up_photo
+):
     """SIMULATED attack: one frame of the Hamilton clip (which alone grants Lin-Manuel
     Miranda, see test_daemon.py), shifted and turned by a few pixels and degrees, at 15 fps:
     pixel-perfect, so texture calls it live; it never turns in depth, so no 3-D verdict."""
     examples = facedata / "face_recognition_examples" / "examples"
     assert cli(state, "enroll", "Lin-Manuel Miranda", str(examples / "lin-manuel-miranda.png")) == 0
-    still = clip_frame(examples / "short_hamilton_clip.mp4", 100)
-    folder = state / "still"
-    folder.mkdir()
-    h, w = still.shape[:2]
-    for i in range(75):
-        matrix = cv2.getRotationMatrix2D((w / 2, h / 2), 3 * np.sin(i / 5), 1.0)
-        matrix[:, 2] += (4 * np.sin(i / 3), 3 * np.cos(i / 4))
-        frame = cv2.warpAffine(still, matrix, (w, h), borderMode=cv2.BORDER_REPLICATE)
-        cv2.imwrite(str(folder / f"{i:04d}.png"), frame)
+    folder = held_up_photo(state / "still", 75)
     (state / "config.yaml").write_text(
         "camera:\n  detect_width: 320\nliveness:\n  max_wait_seconds: 2.0\n"
     )

@@ -35,7 +35,10 @@ def test_unit_is_a_hardened_notify_service():
     assert s["Restart"] == ["on-failure"]
     assert float(s["WatchdogSec"][0]) > 0
     assert "kill -HUP" in s["ExecReload"][0]
-    assert s["User"] == ["facegate"] and set(s["SupplementaryGroups"][0].split()) == {"video", "gpio"}
+    assert s["User"] == ["facegate"] and set(s["SupplementaryGroups"][0].split()) == {
+        "video",
+        "gpio",
+    }
     assert s["StateDirectory"] == ["pi-facegate"] and s["ConfigurationDirectory"] == ["pi-facegate"]
     for key in ("NoNewPrivileges", "ProtectHome", "PrivateTmp"):
         assert s[key] == ["yes"], key
