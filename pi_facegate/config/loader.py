@@ -274,7 +274,45 @@ def parse_config_text(text: str, source: str = "<config>") -> Config:
             f"{source}:{node.start_mark.line + 1}: the top level must be a mapping of sections "
             f"(camera:, door:, ...), got {_yaml_kind(data)}"
         )
-    return _validate(data, source, _index_yaml(node))
+    check_shape(data, source)
+    try:
+        return _validate(data, source, _index_yaml(node))
+    except RecursionError:  # a shape check_shape let through: still a config error, never a crash
+        raise ConfigError(f"{source}: the config is nested too deeply to check") from None
+
+
+#: more values than any real config has (the annotated default has about 150): YAML aliases
+#: can make a few lines expand to millions ("billion laughs"); refused before validation
+MAX_VALUES = 10_000
+#: deeper than any config section goes
+MAX_DEPTH = 20
+
+
+def check_shape(data: Any, source: str) -> None:
+    """Refuse a recursive alias (``a: &x [*x]``), an alias bomb or absurd nesting.
+
+    PyYAML builds a list that contains itself for a recursive alias; validating it would
+    recurse until Python's stack runs out (a crash, and under systemd a restart loop into
+    the same file). Walked iteratively, so the check itself cannot overflow.
+    """
+    stack: list[tuple[Any, tuple[int, ...], tuple[str, ...]]] = [(data, (), ())]
+    seen = 0
+    while stack:
+        value, ancestors, path = stack.pop()
+        seen += 1
+        if seen > MAX_VALUES:
+            raise ConfigError(f"{source}: more than {MAX_VALUES} values: not a pi-facegate config")
+        if not isinstance(value, (dict, list)):
+            continue
+        where = ".".join(path) or "the top level"
+        if id(value) in ancestors:
+            raise ConfigError(f"{source}: {where}: a YAML alias refers to itself (recursive)")
+        if len(path) > MAX_DEPTH:
+            raise ConfigError(f"{source}: {where}: nested more than {MAX_DEPTH} levels deep")
+        inner = (*ancestors, id(value))
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for key, item in items:
+            stack.append((item, inner, (*path, str(key))))
 
 
 def load_config(path: str | Path) -> Config:

@@ -481,3 +481,30 @@ def test_resolve_paths(tmp_path):
     assert config.resolve_paths(state) == (state / "sub" / "people.db", Path("/var/log/ev.db"))
     home = parse_config({"storage": {"gallery": "~/g.db"}}).resolve_paths(state)[0]
     assert home == Path.home() / "g.db"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("matching: &a [*a]\n", "matching.0: a YAML alias refers to itself"),
+        ("access: &a {x: *a}\n", "access.x: a YAML alias refers to itself"),
+        (
+            "a: &a [x, x, x, x, x, x, x, x, x, x]\n"
+            "b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+            "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\n"
+            "d: [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\n",
+            "more than 10000 values",
+        ),
+        ("camera: " + "[" * 40 + "]" * 40 + "\n", "nested more than 20 levels deep"),
+    ],
+    ids=["recursive-list", "recursive-map", "alias-bomb", "deep"],
+)
+def test_yaml_that_would_crash_the_validator_is_a_config_error(text, message, tmp_path):
+    """A recursive alias once crashed ``config check`` (RecursionError, rc 70) and the daemon
+    on SIGHUP; now it is a config error like any other, so the daemon keeps its config."""
+    with pytest.raises(ConfigError, match=message):
+        parse_config_text(text, "c.yaml")
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_config(path)
