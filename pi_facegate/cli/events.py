@@ -19,6 +19,7 @@ from pathlib import Path
 from pi_facegate.cli import EXIT_OK, context
 from pi_facegate.cli.durations import parse_since
 from pi_facegate.cli.table import format_detail, format_table
+from pi_facegate.exc import UsageError
 from pi_facegate.storage.event_record import KINDS, Event
 from pi_facegate.storage.events import EventLog
 
@@ -110,7 +111,13 @@ def _kinds(values: list[str] | None) -> list[str] | None:
     """``--kind a --kind b,c`` as ``[a, b, c]``; ``None`` when not given."""
     if not values:
         return None
-    return [kind.strip() for value in values for kind in value.split(",") if kind.strip()]
+    kinds = [kind.strip() for value in values for kind in value.split(",") if kind.strip()]
+    unknown = [kind for kind in kinds if kind not in KINDS]
+    if unknown:  # a typo must not look like "nothing happened"
+        raise UsageError(
+            f"unknown event kind {', '.join(map(repr, unknown))}: the kinds are {', '.join(KINDS)}"
+        )
+    return kinds
 
 
 def _since(text: str) -> float:

@@ -415,6 +415,13 @@ def test_cli_json(filled, capsys):
     }
 
 
+def test_cli_refuses_an_unknown_kind(filled, capsys):
+    """A typo in --kind once printed nothing and succeeded: it looked like a quiet door."""
+    assert main(["events", "--events", str(filled), "--kind", "granted,grantd"]) == 1
+    err = capsys.readouterr().err
+    assert "unknown event kind 'grantd'" in err and "presentation_attack" in err
+
+
 def test_cli_filters(filled, capsys):
     since = datetime.fromtimestamp(NOW - 90).isoformat()
     assert main(["events", "--events", str(filled), "--json", "--since", since]) == 0
