@@ -414,6 +414,33 @@ def lookalike(
     return None
 
 
+def update_mismatch(
+    index: GalleryIndex, embeddings: np.ndarray, threshold: float, min_margin: float, name: str
+) -> str | None:
+    """Why ``embeddings`` may not be added to the enrolled person ``name``, or ``None``.
+
+    An update adds views to someone who already has access, so most of the new views must be
+    recognised as that person (within the threshold and ahead of the second-best by the
+    margin), and none may be someone else: otherwise whoever stands at the door during an
+    ``--update`` arming would get that person's access. Not every view: an update exists
+    to add views that differ from the stored ones (another angle, other light).
+    """
+    if len(embeddings) == 0:
+        return None
+    own = name.casefold()
+    matches = search(index, embeddings, threshold, min_margin)
+    for match in matches:
+        if match is not None and match.within_threshold and match.name.casefold() != own:
+            return f"the face is {match.name!r}, not {name!r} (distance {match.distance:.3f})"
+    mine = sum(1 for m in matches if m is not None and m.recognised and m.name.casefold() == own)
+    if 2 * mine < len(matches):
+        return (
+            f"the face does not match {name!r}: {mine} of {len(matches)} views recognised "
+            "as them (an update must show the same person)"
+        )
+    return None
+
+
 def pending_name(now: float | None = None) -> str:
     """The name of a person captured without arming: ``pending-YYYYmmdd-HHMMSS`` (local)."""
     return time.strftime("pending-%Y%m%d-%H%M%S", time.localtime(now))

@@ -12,7 +12,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pi_facegate.core.capture import CaptureResult, EnrolmentRequest, lookalike
+from pi_facegate.core.capture import (
+    CaptureResult,
+    EnrolmentRequest,
+    lookalike,
+    update_mismatch,
+)
 from pi_facegate.core.matcher import GalleryIndex
 from pi_facegate.exc import FacegateError
 from pi_facegate.storage.gallery import Gallery, Person
@@ -43,12 +48,18 @@ def complete(
 ) -> EnrolmentOutcome:
     """Store a finished capture in ONE transaction, or say why not.
 
-    Nothing is stored when the capture failed, when the face already matches another
-    enrolled person (unless ``request.allow_lookalike``), when the name is taken (without
-    ``update``) or unknown (with ``update``). Gallery errors become the outcome's reason.
+    Nothing is stored when the capture failed, when an update's faces are not recognised as
+    the person being updated (whatever ``allow_lookalike`` says: an update is never a new
+    identity), when the face already matches another enrolled person (unless
+    ``request.allow_lookalike``), when the name is taken (without ``update``) or unknown
+    (with ``update``). Gallery errors become the outcome's reason.
     """
     if not capture.ok:
         return EnrolmentOutcome(request, capture, reason=capture.reason)
+    if request.update:
+        mismatch = update_mismatch(index, capture.embeddings, threshold, min_margin, request.name)
+        if mismatch is not None:
+            return EnrolmentOutcome(request, capture, reason=mismatch)
     if not request.allow_lookalike:
         found = lookalike(index, capture.embeddings, threshold, min_margin, request.name)
         if found is not None:

@@ -443,3 +443,21 @@ def test_a_photo_held_up_at_the_door_is_not_enrolled(tmp_path, held_up_photo):
     assert fields["detail"]["reason"].startswith("no live face")
     assert fields["detail"]["good_frames"] > 0  # the frames were good: only liveness refused
     assert LIN not in gallery_people(tmp_path)
+
+
+def test_an_update_armed_for_one_person_refuses_another_face(facedata, lin_frames, tmp_path):
+    """``enroll arm --name 'Joe Biden' --update`` once added whoever pressed the button to
+    Joe Biden, with his access: now the views must be recognised as him."""
+    write_config(tmp_path, lin_frames)
+    biden = facedata / "face_recognition_examples/examples/biden.jpg"
+    assert cli(tmp_path, "enroll", "Joe Biden", str(biden)) == 0
+    with running(tmp_path) as (service, tap):
+        assert cli(tmp_path, "enroll", "arm", "--name", "Joe Biden", "--update") == 0
+        tap.wait_for("enrolment_armed", lambda f: f["person"] == "Joe Biden")
+        press(service)
+        started, _ = tap.wait_for("enrolment_started", lambda f: f["person"] == "Joe Biden")
+        _, fields = tap.wait_for("enrolment_failed", after=started)
+        assert "enrolled" not in tap.kinds(started)
+    assert "does not match 'Joe Biden'" in fields["detail"]["reason"]
+    assert fields["detail"]["embeddings"] > 0  # good views of Lin-Manuel Miranda, refused
+    assert gallery_people(tmp_path)["Joe Biden"].embedding_count == 1
