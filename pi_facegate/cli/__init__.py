@@ -110,7 +110,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     native_environment()
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        # argparse ends a "*" positional at the first option: `enroll NAME --update IMG`
+        # leaves IMG over. Words left over are more positionals of a command that takes them
+        # (``images``); anything else is the usual usage error.
+        if extra and hasattr(args, "images") and not any(w.startswith("-") for w in extra):
+            args.images = [*args.images, *map(Path, extra)]
+        elif extra:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
     except SystemExit as exc:  # argparse exits on --help, --version and usage errors
         return int(exc.code or 0)
     if not getattr(args, "func", None):

@@ -171,3 +171,48 @@ def test_gallery_file_is_private(capsys, facedata, gallery):
     with sqlite3.connect(gallery) as conn:  # stores embeddings, never photos
         tables = {r[0] for r in conn.execute("select name from sqlite_master where type='table'")}
     assert not any("image" in t or "photo" in t for t in tables)
+
+
+def test_one_call_enrols_one_person(capsys, facedata, gallery):
+    """Three different people under one name were once stored as one person."""
+    examples = facedata / "face_recognition_examples" / "examples"
+    photos = (examples / "obama.jpg", examples / "biden.jpg", examples / "lin-manuel-miranda.png")
+    code, _, err = enroll(capsys, gallery, "Mixed", *photos)
+    assert code == 1 and "more than one person" in err and "biden.jpg" in err
+    code, _, err = enroll(capsys, gallery, "Mixed", *photos, extra=("--force",))
+    assert code == 1 and "more than one person" in err  # not overridable
+    obamas = (examples / "obama.jpg", examples / "obama2.jpg", examples / "obama-480p.jpg")
+    assert enroll(capsys, gallery, "Barack Obama", *obamas)[0] == 0
+
+
+def test_an_update_must_show_the_same_person_and_may_follow_the_name(capsys, facedata, gallery):
+    examples = facedata / "face_recognition_examples" / "examples"
+    assert enroll(capsys, gallery, "Barack Obama", examples / "obama.jpg")[0] == 0
+    for extra in ((), ("--force",)):
+        code, _, err = run(
+            capsys,
+            "enroll",
+            "--gallery",
+            str(gallery),
+            "Barack Obama",
+            "--update",
+            str(examples / "biden.jpg"),
+            *extra,
+        )
+        assert code == 1 and "does not match 'Barack Obama'" in err
+    # NAME --update IMAGE parses (the photo after the option is still a photo)
+    code, out, err = run(
+        capsys,
+        "enroll",
+        "--gallery",
+        str(gallery),
+        "Barack Obama",
+        "--update",
+        str(examples / "obama2.jpg"),
+    )
+    assert code == 0, err
+    people = {
+        p["name"]: p
+        for p in json.loads(run(capsys, "people", "list", "--gallery", str(gallery), "--json")[1])
+    }
+    assert people["Barack Obama"]["embedding_count"] == 2

@@ -4,7 +4,9 @@ Every photo must show exactly one usable face; a photo that does not is rejected
 reason and the others are still used. Nothing is stored unless at least one photo is
 usable, and the person is stored in one transaction (never a person without embeddings).
 A face that already matches somebody else is refused (``--force`` overrides), so one
-person cannot quietly get a second identity.
+person cannot quietly get a second identity. The photos of one call must show one person
+(every photo linked to the others by matches within the threshold), and ``--update`` photos
+must be recognised as the person being updated: neither is overridable.
 """
 
 from __future__ import annotations
@@ -14,9 +16,16 @@ import argparse
 import numpy as np
 
 from pi_facegate.cli.common import analyse_photos, print_json, setup
+from pi_facegate.core.capture import update_mismatch
 from pi_facegate.core.matcher import search
 from pi_facegate.daemon import wiring as components
-from pi_facegate.exc import DuplicatePersonError, NoFaceError, PersonNotFoundError, UsageError
+from pi_facegate.exc import (
+    DuplicatePersonError,
+    EnrolmentError,
+    NoFaceError,
+    PersonNotFoundError,
+    UsageError,
+)
 
 
 def photo_verdicts(results) -> tuple[list[dict], list[np.ndarray]]:
@@ -60,6 +69,7 @@ def enroll(args: argparse.Namespace) -> int:
             f"nothing stored: none of the {len(verdicts)} photos shows one usable face"
         )
     vectors = np.stack(embeddings)
+    _refuse_several_people(vectors, [v["image"] for v in verdicts if v["accepted"]], threshold)
     with components.open_gallery(gallery_path, embedder) as gallery:
         if args.update:
             person = gallery.get(args.name)  # PersonNotFoundError if absent
@@ -72,6 +82,10 @@ def enroll(args: argparse.Namespace) -> int:
                 raise DuplicatePersonError(
                     f"{args.name!r} is enrolled already: use --update to add photos"
                 )
+        if args.update:
+            mismatch = update_mismatch(gallery.index(), vectors, threshold, margin, person.name)
+            if mismatch is not None:
+                raise EnrolmentError(f"nothing stored: {mismatch}")
         if not args.force:
             _refuse_lookalikes(gallery.index(), vectors, args.name, threshold, margin)
         if args.update:
@@ -99,3 +113,29 @@ def _refuse_lookalikes(
                 f"this face already matches {match.name!r} (distance {match.distance:.3f}); "
                 "nothing stored. Use --force if they really are different people"
             )
+
+
+def _refuse_several_people(vectors: np.ndarray, images: list[str], threshold: float) -> None:
+    """Raise unless the photos' faces form one group linked by matches within ``threshold``.
+
+    Linked, not all pairs: two photos of one person can be farther apart than the threshold
+    (another decade, other light) and still be joined through a third. Three strangers under
+    one name are never linked.
+    """
+    count = len(vectors)
+    if count < 2:
+        return
+    distances = np.linalg.norm(vectors[:, None, :] - vectors[None, :, :], axis=2)
+    group, frontier = {0}, [0]
+    while frontier:
+        i = frontier.pop()
+        for j in np.flatnonzero(distances[i] <= threshold):
+            if int(j) not in group:
+                group.add(int(j))
+                frontier.append(int(j))
+    if len(group) < count:
+        apart = [images[i] for i in range(count) if i not in group]
+        raise EnrolmentError(
+            f"nothing stored: the photos show more than one person ({', '.join(apart)} "
+            f"match none of {images[0]} and its group within {threshold:g})"
+        )
