@@ -297,6 +297,22 @@ class AccessPolicy:
         if not keep_cooldowns:
             self._cooldown_until.clear()
 
+    def carry_over(self, old: AccessPolicy) -> None:
+        """Take over ``old``'s state: the policy a config reload replaces with this one.
+
+        Cooldowns, each face's recent observations (trimmed to this policy's window) and the
+        log limits are kept, so a person standing at the door during ``systemctl reload``
+        is not pulsed a second time and a stranger is not logged again at once.
+        """
+        self._cooldown_until = dict(old._cooldown_until)
+        self._last_logged = dict(old._last_logged)
+        self._tracks = {
+            track: _TrackState(
+                deque(state.window, maxlen=self.window_frames), state.seen, state.last_time
+            )
+            for track, state in old._tracks.items()
+        }
+
     def in_cooldown(self, person_id: int, now: float) -> bool:
         """True while ``person_id`` was granted less than ``cooldown_seconds`` ago."""
         return now < self._cooldown_until.get(person_id, -math.inf)

@@ -462,9 +462,12 @@ class DoorService:
         ]
         self.config = new
         self.enrolment.reload(new)  # applies from the next capture
-        self.policy = components.make_policy(new)
-        self.tracker.reset()
-        self.liveness = LivenessJudge(components.liveness_settings(new))
+        # the new policy takes over cooldowns and votes, the tracker and the liveness evidence
+        # stay: a person at the door during a reload is not let in (or judged) twice
+        policy = components.make_policy(new)
+        policy.carry_over(self.policy)
+        self.policy = policy
+        self.liveness.settings = components.liveness_settings(new)  # for tracks from now on
         self.recognizer.limits = components.quality_limits(new)
         embedder = self.recognizer.embedder
         self.threshold, self.min_margin = components.match_settings(new, embedder)

@@ -364,3 +364,21 @@ def test_real_matcher_results_drive_the_policy(gallery, who, expected, name):
     assert decisions[-1].verdict is expected
     assert decisions[-1].name == name
     assert decisions[-1].granted == (expected is Verdict.GRANT)
+
+
+def test_a_new_policy_carries_over_cooldowns_and_votes_of_the_old():
+    """What a config reload does: the person just let in is not let in again, and the votes
+    a face had gathered still count (trimmed to the new, shorter window)."""
+    old = AccessPolicy(votes_required=2, window_frames=3, cooldown_seconds=60.0)
+    alice, bob = MATCHES["A"], MATCHES["B"]
+    assert [old.observe(1, alice, t).verdict for t in (0.0, 0.1)] == [
+        Verdict.PENDING,
+        Verdict.GRANT,
+    ]
+    assert old.observe(2, bob, 0.2).verdict is Verdict.PENDING
+    new = AccessPolicy(votes_required=2, window_frames=2, cooldown_seconds=60.0)
+    new.carry_over(old)
+    assert new.observe(1, alice, 0.3).verdict is Verdict.COOLDOWN
+    assert new.observe(2, bob, 0.4).verdict is Verdict.GRANT  # bob's earlier vote still counts
+    fresh = AccessPolicy(votes_required=2, window_frames=2, cooldown_seconds=60.0)
+    assert fresh.observe(1, alice, 0.3).verdict is Verdict.PENDING  # without: state is lost

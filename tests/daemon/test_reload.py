@@ -1,0 +1,72 @@
+"""``systemctl reload`` (SIGHUP) while someone stands at the door: state is kept, not reset."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import cv2
+
+from pi_facegate.cli import main
+from pi_facegate.config.loader import load_config
+from pi_facegate.daemon.service import DoorService, RunOptions
+
+WAIT = 60.0
+LIN = "Lin-Manuel Miranda"
+
+
+def lin_walks_up(facedata: Path, folder: Path) -> Path:
+    """Frames 82..210 of the Hamilton clip: Lin-Manuel Miranda close and alone."""
+    capture = cv2.VideoCapture(
+        str(facedata / "face_recognition_examples/examples/short_hamilton_clip.mp4")
+    )
+    folder.mkdir()
+    for index in range(211):
+        ok, frame = capture.read()
+        assert ok
+        if index >= 82:
+            cv2.imwrite(str(folder / f"{index:04d}.jpg"), frame)
+    capture.release()
+    return folder
+
+
+def test_a_reload_keeps_the_cooldown_of_the_person_at_the_door(facedata, tmp_path):
+    frames = lin_walks_up(facedata, tmp_path / "frames")
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"camera:\n  type: replay\n  detect_width: 320\n  replay:\n    path: {frames}\n"
+        "    fps: 20\n    loop: true\naccess:\n  cooldown_seconds: 120\n"
+    )
+    photo = facedata / "face_recognition_examples/examples/lin-manuel-miranda.png"
+    assert (
+        main(["enroll", LIN, str(photo), "--config", str(config), "--state-dir", str(tmp_path)])
+        == 0
+    )
+    kinds: list[str] = []
+    got = threading.Condition()
+
+    def tap(kind: str, fields: dict) -> None:
+        with got:
+            kinds.append(kind)
+            got.notify_all()
+
+    options = RunOptions(config_path=config, state_dir=tmp_path, simulate_gpio=True)
+    service = DoorService(options, load_config(config), on_event=tap)
+    result: list[int] = []
+    thread = threading.Thread(target=lambda: result.append(service.run()))
+    thread.start()
+    try:
+        with got:
+            assert got.wait_for(lambda: "granted" in kinds, WAIT), kinds
+        for n in (1, 2):  # two reloads, each with a few seconds of him at the door after it
+            service.request_reload()
+            with got:
+                assert got.wait_for(lambda n=n: kinds.count("config_reloaded") >= n, WAIT), kinds
+            time.sleep(3.0)
+    finally:
+        service.request_stop()
+        thread.join(WAIT)
+    assert result == [0]
+    assert kinds.count("config_reloaded") == 2
+    assert kinds.count("granted") == 1 and kinds.count("unlocked") == 1, kinds
