@@ -468,6 +468,14 @@ class ServiceConfig(FacegateBaseModel):
         le=3600.0,
         description="seconds between status lines sent to systemd (systemctl status)",
     )
+    max_camera_outage_seconds: float = Field(
+        120.0,
+        ge=5.0,
+        le=3600.0,
+        description="seconds without a frame (the camera failed, stalled or keeps failing to "
+        "reopen) after which the daemon stops pinging the watchdog and exits with an error, so "
+        "that systemd restarts it: a camera hung in its driver is freed only by a restart",
+    )
 
 
 class LoggingConfig(FacegateBaseModel):

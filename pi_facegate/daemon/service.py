@@ -242,15 +242,17 @@ class DoorService:
             self.start()
             self.notifier.ready()
             self.ready_event.set()
-            self._loop()
-            return 0
+            return self._loop()
         finally:
             self.notifier.stopping()
             self.close()
 
     # ------------------------------------------------------------------ the loop
-    def _loop(self) -> None:
+    def _loop(self) -> int:
+        """Serve frames until stopped; the exit status (0, or 1 after a camera outage)."""
         watchdog = self.notifier.watchdog_period()
+        status = 0
+        started = time.monotonic()
         while not self.stop_event.is_set():
             if self._reload_requested.is_set():
                 self._reload_requested.clear()
@@ -265,6 +267,9 @@ class DoorService:
                 now = time.monotonic()
                 self.enrolment.poll(now)
                 self.enrolment.finish_if_due(now)
+                if self._camera_out_too_long(started):
+                    status = 1
+                    break
                 self._service_ping(camera_ok=False)
                 continue
             if frame is None:
@@ -274,6 +279,25 @@ class DoorService:
             self._service_ping(camera_ok=True)
         if watchdog:
             log.debug("watchdog period was %.1f s", watchdog)
+        return status
+
+    def _camera_out_too_long(self, started: float) -> bool:
+        """True once no frame came for ``service.max_camera_outage_seconds``: then the loop
+        ends with an error (the door locked by ``close()``) so that systemd restarts the
+        service; a supervisor retrying for ever never frees a camera hung in its driver."""
+        since = self._last_frame_at if self._last_frame_at is not None else started
+        outage = time.monotonic() - since
+        limit = self.config.service.max_camera_outage_seconds
+        if outage <= limit:
+            return False
+        log.error(
+            "no frame from the camera for %.0f s (limit service.max_camera_outage_seconds = "
+            "%g s): exiting so that systemd restarts the service",
+            outage,
+            limit,
+        )
+        self._record("camera_error", detail={"error": "outage", "seconds": round(outage, 1)})
+        return True
 
     def _service_ping(self, camera_ok: bool) -> None:
         """Ping the watchdog while the loop is healthy; report status now and then.

@@ -358,3 +358,23 @@ def test_a_camera_that_cannot_be_opened_keeps_the_door_locked_and_the_daemon_up(
     kinds = _kinds(state / "events.db")
     assert "unlocked" not in kinds and kinds[-1] == "stopped"
     assert _tracebacks(caplog.records) == []
+
+
+def test_a_camera_out_for_too_long_ends_the_daemon_with_an_error(state, notify_socket):
+    """Retrying for ever never frees a camera hung in its driver: after
+    service.max_camera_outage_seconds the daemon exits 1 (systemd restarts it), locked."""
+    config = state / "config.yaml"
+    config.write_text(
+        f"camera:\n  type: opencv\n  device: {state / 'no-such-camera.mp4'}\n"
+        "  retry_initial_seconds: 0.2\n  retry_max_seconds: 1\n"
+        "service:\n  max_camera_outage_seconds: 5\n"
+    )
+    runner = RunningService(config, state)
+    notify_socket.wait_for("READY=1")
+    runner.thread.join(30)
+    assert not runner.is_running() and runner.result == [1]
+    notify_socket.wait_for("STOPPING=1", timeout=5)
+    events = EventLog(state / "events.db").query()
+    outage = [e for e in events if e.kind == "camera_error" and e.detail.get("error") == "outage"]
+    assert outage and outage[0].detail["seconds"] >= 5
+    assert "unlocked" not in [e.kind for e in events] and events[-1].kind == "stopped"
