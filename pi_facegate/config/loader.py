@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -253,9 +254,25 @@ def parse_config(data: Mapping[str, Any]) -> Config:
     return _validate(dict(data), None, None)
 
 
+class ConfigYamlLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, reading ``1e12`` and ``5e-3`` as numbers, as YAML 1.2 does.
+
+    PyYAML follows YAML 1.1, where a float needs a dot (``1.0e12``): ``cooldown_seconds:
+    1e12`` became the *string* "1e12" and was refused as "not a valid number", which is not
+    the problem (it is far beyond the bound). Only the resolver changes; nothing is executed.
+    """
+
+
+ConfigYamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
 def parse_config_text(text: str, source: str = "<config>") -> Config:
     """Validate YAML text; problems read ``source:LINE: key.path: reason (got VALUE)``."""
-    loader = yaml.SafeLoader(text)
+    loader = ConfigYamlLoader(text)
     try:
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None

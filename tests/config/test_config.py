@@ -508,3 +508,11 @@ def test_yaml_that_would_crash_the_validator_is_a_config_error(text, message, tm
     path.write_text(text)
     with pytest.raises(ConfigError, match=message):
         load_config(path)
+
+
+def test_exponent_numbers_are_numbers_and_bounds_say_so():
+    """YAML 1.1 read ``1e12`` as a string: the error said "not a valid number" instead of
+    naming the bound that the value breaks."""
+    assert parse_config_text("access:\n  cooldown_seconds: 3e1\n").access.cooldown_seconds == 30.0
+    with pytest.raises(ConfigError, match="cooldown_seconds: Input should be less than or equal"):
+        parse_config_text("access:\n  cooldown_seconds: 1e12\n", "c.yaml")
