@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -32,6 +33,8 @@ from pi_facegate.config.base import CROSS_FIELD, KeyPath, Violation, dotted, loo
 from pi_facegate.config.gpio import PIN_KEYS, pin_conflicts
 from pi_facegate.config.schema import Config
 from pi_facegate.exc import ConfigError
+
+log = logging.getLogger("pi_facegate.config")
 
 # --------------------------------------------------------------------------- errors
 
@@ -221,8 +224,23 @@ def _pin_conflicts_in_raw(data: Mapping[str, Any], index: _YamlIndex | None) -> 
 _DEFAULT = object()
 
 
+def _without_retired(data: Mapping[str, Any], source: str | None) -> Mapping[str, Any]:
+    """``data`` without ``storage.snapshots: false``, a key earlier versions documented.
+
+    Nothing ever read it, so it is gone; a config installed with its default (false) must
+    still load after an upgrade, or the door would stop at the next restart. ``true`` stays
+    in and is refused as an unknown key: no face crops are stored, and nobody should think so.
+    """
+    storage = data.get("storage")
+    if not (isinstance(storage, Mapping) and storage.get("snapshots", None) is False):
+        return data
+    log.warning("%s: storage.snapshots is no longer an option: remove the line", source)
+    return {**data, "storage": {k: v for k, v in storage.items() if k != "snapshots"}}
+
+
 def _validate(data: Mapping[str, Any], source: str | None, index: _YamlIndex | None) -> Config:
     """The config, or a ConfigError listing every problem (in file order when lines are known)."""
+    data = _without_retired(data, source)
     problems = list(index.duplicates) if index else []
     config: Config | None = None
     try:

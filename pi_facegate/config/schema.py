@@ -431,11 +431,6 @@ class StorageConfig(FacegateBaseModel):
         le=10_000_000,
         description="events kept; the oldest are deleted beyond this",
     )
-    snapshots: bool = Field(
-        False,
-        description="true: also store a face crop with each event (biometric data: off "
-        "unless needed)",
-    )
 
     def resolve(self, state_dir: Path) -> tuple[Path, Path]:
         """``(gallery_path, events_path)``: defaults and relative paths taken from state_dir."""

@@ -100,7 +100,7 @@ def test_empty_mapping_gives_the_documented_defaults():
     assert config.door.simulate is False
     assert config.door.relay.pin == 17 and config.door.relay.lock_type == "fail_secure"
     assert config.door.relay.unlock_seconds == 3.0
-    assert config.enrolment.allow_pending is False and config.storage.snapshots is False
+    assert config.enrolment.allow_pending is False
     assert config.pins() == {"door.relay.pin": 17}
 
 
@@ -516,3 +516,12 @@ def test_exponent_numbers_are_numbers_and_bounds_say_so():
     assert parse_config_text("access:\n  cooldown_seconds: 3e1\n").access.cooldown_seconds == 30.0
     with pytest.raises(ConfigError, match="cooldown_seconds: Input should be less than or equal"):
         parse_config_text("access:\n  cooldown_seconds: 1e12\n", "c.yaml")
+
+
+def test_storage_snapshots_is_not_an_option():
+    """It was documented but nothing read it (no face crop was ever stored): a config that
+    sets it is told the key does not exist rather than believing crops are kept."""
+    with pytest.raises(ConfigError, match="snapshots"):
+        parse_config_text("storage:\n  snapshots: true\n", "c.yaml")
+    # a config installed with the old default still loads after an upgrade
+    assert parse_config_text("storage:\n  snapshots: false\n  max_events: 500\n").storage.max_events == 500
