@@ -55,6 +55,7 @@ REPO = HERE.parent
 if str(REPO) not in sys.path:  # run as a script: make `tools` and `pi_facegate` importable
     sys.path.insert(0, str(REPO))
 
+from tools.build_embedder import tensor_info  # noqa: E402
 from tools.pth_legacy import file_sha256, read_state_dict  # noqa: E402
 
 log = logging.getLogger("build_antispoof")
@@ -545,23 +546,6 @@ def op_names(model: bytes) -> list[str]:
 # manifests and the build
 
 
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def tensor_info(model: bytes) -> tuple[dict[str, Any], dict[str, Any]]:
-    """(input, output) detail dicts of a TFLite model: dtype and quantization."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    interp = Interpreter(model_content=model)
-    res = []
-    for d in (interp.get_input_details()[0], interp.get_output_details()[0]):
-        scale, zero = d["quantization"]
-        q = {"scale": float(scale), "zero_point": int(zero)} if scale else None
-        res.append({"dtype": np.dtype(d["dtype"]).name, "quantization": q})
-    return res[0], res[1]
-
-
 def manifest(
     name: str, model: bytes, source: Source, weights_sha: str, calibration: str | None
 ) -> dict[str, Any]:
@@ -573,7 +557,7 @@ def manifest(
         "name": name,
         "kind": "antispoof",
         "file": f"{name}.tflite",
-        "sha256": _sha256(model),
+        "sha256": hashlib.sha256(model).hexdigest(),
         "architecture": source.architecture,
         "input": {
             "width": INPUT_SIZE,
