@@ -267,7 +267,7 @@ class CaptureLiveness:
         """This frame's evidence of the face being captured."""
         score = None
         if self.judge.wants_texture(self._TRACK, now):
-            score = float(self.texture(image, face))
+            score = self.texture(image, face)  # None: no texture evidence, never live
         self.result = self.judge.observe(self._TRACK, now, texture=score, mesh=mesh)
 
     def refusal(self) -> str | None:

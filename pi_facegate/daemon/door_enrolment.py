@@ -65,7 +65,7 @@ Analyse = Callable[..., list[FaceAnalysis]]
 #: ``store(request, result)``: a finished capture into the gallery (see ``enrolment_store``).
 Store = Callable[[EnrolmentRequest, CaptureResult], EnrolmentOutcome]
 #: ``texture(image, face)``: the texture models' live probability of a face (liveness on).
-Texture = Callable[[np.ndarray, Face], float]
+Texture = Callable[[np.ndarray, Face], float | None]
 
 
 class DoorEnrolment:

@@ -46,7 +46,7 @@ from pi_facegate.daemon.door_enrolment import DoorEnrolment
 from pi_facegate.daemon.enrolment_store import EnrolmentOutcome, complete
 from pi_facegate.daemon.notify import Notifier
 from pi_facegate.door.controller import DoorController
-from pi_facegate.exc import CameraError, ConfigError
+from pi_facegate.exc import CameraError, ConfigError, FacegateError
 from pi_facegate.storage.arming import arming_path
 from pi_facegate.storage.events import EventWriter
 from pi_facegate.storage.gallery import Gallery
@@ -57,9 +57,9 @@ log = logging.getLogger("pi_facegate.service")  # journal name: stable across mo
 
 GALLERY_POLL_SECONDS = 0.5  # how often the loop asks SQLite whether the gallery changed
 READ_TIMEOUT_SECONDS = 1.0  # a read never blocks longer, so signals and the watchdog are served
-# Settings the running daemon cannot change without reopening hardware or models.
 #: denials that end a face's chances for the rest of its track
 FINAL_DENIALS = frozenset({Verdict.DENY_ATTACK, Verdict.DENY_NO_LIVENESS})
+# Settings the running daemon cannot change without reopening hardware or models.
 RESTART_SECTIONS = ("camera", "detector", "embedder", "storage")
 RESTART_DOOR_KEYS = ("simulate", "relay", "contact", "exit_button", "leds", "buzzer")
 RESTART_ENROLMENT_KEYS = ("button_pin", "button_pull_up", "long_press_seconds")
@@ -133,7 +133,7 @@ class DoorService:
             store=self._store_capture,
             forget=lambda track: self.policy.forget(track),
             on_enrolled=self._on_enrolled,
-            texture=lambda image, face: self.texture.score(image, face),
+            texture=self._texture_score,
         )
 
     # ------------------------------------------------------------------ lifecycle
@@ -281,6 +281,20 @@ class DoorService:
             log.debug("watchdog period was %.1f s", watchdog)
         return status
 
+    def _texture_score(self, image: np.ndarray, face) -> float | None:
+        """The texture models' live probability; ``None`` (no evidence: never live) when
+        they are not loaded."""
+        return None if self.texture is None else self.texture.score(image, face)
+
+    def _load_texture(self, config: Config) -> None:
+        """Liveness switched on by a reload: load its models now. If they cannot be loaded
+        the policy still demands a live verdict, which then never comes: the door stays
+        locked for everyone and the journal says why."""
+        try:
+            self.texture = components.build_texture_liveness(config)
+        except FacegateError as exc:
+            log.error("liveness is on but its models cannot be loaded; nobody is let in: %s", exc)
+
     def _camera_out_too_long(self, started: float) -> bool:
         """True once no frame came for ``service.max_camera_outage_seconds``: then the loop
         ends with an error (the door locked by ``close()``) so that systemd restarts the
@@ -401,8 +415,8 @@ class DoorService:
         if not getattr(match, "recognised", match.accepted):
             return None
         texture = None
-        if self.texture is not None and self.liveness.wants_texture(track, captured):
-            texture = self.texture.score(image, analysis.face)
+        if self.liveness.wants_texture(track, captured):
+            texture = self._texture_score(image, analysis.face)
         return self.liveness.observe(track, captured, texture=texture, mesh=analysis.mesh)
 
     def _act(self, decision: Decision, captured: float) -> None:
@@ -492,6 +506,8 @@ class DoorService:
         policy.carry_over(self.policy)
         self.policy = policy
         self.liveness.settings = components.liveness_settings(new)  # for tracks from now on
+        if new.liveness.enabled and self.texture is None:
+            self._load_texture(new)
         self.recognizer.limits = components.quality_limits(new)
         embedder = self.recognizer.embedder
         self.threshold, self.min_margin = components.match_settings(new, embedder)

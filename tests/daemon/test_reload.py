@@ -70,3 +70,20 @@ def test_a_reload_keeps_the_cooldown_of_the_person_at_the_door(facedata, tmp_pat
     assert result == [0]
     assert kinds.count("config_reloaded") == 2
     assert kinds.count("granted") == 1 and kinds.count("unlocked") == 1, kinds
+
+
+def test_liveness_switched_on_by_a_reload_loads_its_models(facedata, tmp_path):
+    frames = lin_walks_up(facedata, tmp_path / "frames")
+    config = tmp_path / "config.yaml"
+    camera = f"camera:\n  type: replay\n  detect_width: 320\n  replay:\n    path: {frames}\n"
+    config.write_text(camera + "liveness:\n  enabled: false\n")
+    options = RunOptions(config_path=config, state_dir=tmp_path, simulate_gpio=True)
+    service = DoorService(options, load_config(config))
+    service.start()
+    try:
+        assert service.texture is None and not service.policy.require_liveness
+        config.write_text(camera + "liveness:\n  enabled: true\n")
+        assert service.reload()
+        assert service.texture is not None and service.policy.require_liveness
+    finally:
+        service.close()
