@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 import signal
 from collections.abc import Iterator
+from pathlib import Path
 
+import cv2
 import pytest
 
 
@@ -31,3 +33,26 @@ def in_process(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         if handler not in root.handlers:
             root.addHandler(handler)
     root.setLevel(level)
+
+
+def hamilton_frames(facedata: Path, folder: Path) -> Path:
+    """The frames of the Hamilton clip where Lin-Manuel Miranda is close and alone (82..210)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    capture = cv2.VideoCapture(
+        str(facedata / "face_recognition_examples/examples/short_hamilton_clip.mp4")
+    )
+    index = 0
+    while True:
+        ok, frame = capture.read()
+        if not ok or index > 210:
+            break
+        if index >= 82:
+            cv2.imwrite(str(folder / f"{index:04d}.png"), frame)
+        index += 1
+    capture.release()
+    return folder
+
+
+@pytest.fixture(scope="module")
+def lin_frames(facedata: Path, tmp_path_factory) -> Path:
+    return hamilton_frames(facedata, tmp_path_factory.mktemp("hamilton"))

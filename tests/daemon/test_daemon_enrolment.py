@@ -43,29 +43,6 @@ WAIT = 90.0  # seconds an awaited event may take on a slow, busy 2-core machine
 # --------------------------------------------------------------------------- replays
 
 
-def hamilton_frames(facedata: Path, folder: Path) -> Path:
-    """The frames of the Hamilton clip where Lin-Manuel Miranda is close and alone (82..210)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    capture = cv2.VideoCapture(
-        str(facedata / "face_recognition_examples/examples/short_hamilton_clip.mp4")
-    )
-    index = 0
-    while True:
-        ok, frame = capture.read()
-        if not ok or index > 210:
-            break
-        if index >= 82:
-            cv2.imwrite(str(folder / f"{index:04d}.png"), frame)
-        index += 1
-    capture.release()
-    return folder
-
-
-@pytest.fixture(scope="module")
-def lin_frames(facedata: Path, tmp_path_factory) -> Path:
-    return hamilton_frames(facedata, tmp_path_factory.mktemp("hamilton"))
-
-
 def _photo(facedata: Path) -> np.ndarray:
     return load_image(facedata / "face_recognition_examples/examples/lin-manuel-miranda.png")
 

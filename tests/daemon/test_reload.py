@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-from pathlib import Path
-
-import cv2
 
 from pi_facegate.cli import main
 from pi_facegate.config.loader import load_config
@@ -16,23 +13,8 @@ WAIT = 60.0
 LIN = "Lin-Manuel Miranda"
 
 
-def lin_walks_up(facedata: Path, folder: Path) -> Path:
-    """Frames 82..210 of the Hamilton clip: Lin-Manuel Miranda close and alone."""
-    capture = cv2.VideoCapture(
-        str(facedata / "face_recognition_examples/examples/short_hamilton_clip.mp4")
-    )
-    folder.mkdir()
-    for index in range(211):
-        ok, frame = capture.read()
-        assert ok
-        if index >= 82:
-            cv2.imwrite(str(folder / f"{index:04d}.jpg"), frame)
-    capture.release()
-    return folder
-
-
-def test_a_reload_keeps_the_cooldown_of_the_person_at_the_door(facedata, tmp_path):
-    frames = lin_walks_up(facedata, tmp_path / "frames")
+def test_a_reload_keeps_the_cooldown_of_the_person_at_the_door(facedata, lin_frames, tmp_path):
+    frames = lin_frames
     config = tmp_path / "config.yaml"
     config.write_text(
         f"camera:\n  type: replay\n  detect_width: 320\n  replay:\n    path: {frames}\n"
@@ -72,8 +54,8 @@ def test_a_reload_keeps_the_cooldown_of_the_person_at_the_door(facedata, tmp_pat
     assert kinds.count("granted") == 1 and kinds.count("unlocked") == 1, kinds
 
 
-def test_liveness_switched_on_by_a_reload_loads_its_models(facedata, tmp_path):
-    frames = lin_walks_up(facedata, tmp_path / "frames")
+def test_liveness_switched_on_by_a_reload_loads_its_models(lin_frames, tmp_path):
+    frames = lin_frames
     config = tmp_path / "config.yaml"
     camera = f"camera:\n  type: replay\n  detect_width: 320\n  replay:\n    path: {frames}\n"
     config.write_text(camera + "liveness:\n  enabled: false\n")
