@@ -11,14 +11,13 @@ from __future__ import annotations
 import argparse
 import csv
 import re
-import sys
-import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from pi_facegate.cli import context
+from pi_facegate.cli import context, eval_liveness
+from pi_facegate.cli.progress import Progress
 from pi_facegate.cli.table import format_table
 from pi_facegate.core.faces import Face
 from pi_facegate.core.matcher import search
@@ -73,32 +72,14 @@ def register(subparsers, parents) -> None:
     _common(ident)
     ident.set_defaults(func=eval_identify)
 
+    eval_liveness.register(kinds, parents)
+
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", type=Path, metavar="FILE", help="write the report as JSON")
     p.add_argument("--plot", type=Path, metavar="FILE.png", help="write a ROC plot")
     p.add_argument("--threads", type=int, help="embedder threads (default: config)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-
-
-class Progress:
-    """A one-line progress bar on stderr (silent when not a terminal or --quiet)."""
-
-    def __init__(self, total: int, label: str, enabled: bool) -> None:
-        self.total, self.label, self.done = total, label, 0
-        self.enabled = enabled and sys.stderr.isatty()
-        self.start = time.monotonic()
-
-    def step(self) -> None:
-        self.done += 1
-        if self.enabled and (self.done == self.total or self.done % 5 == 0):
-            frac = self.done / max(self.total, 1)
-            bar = "#" * int(30 * frac)
-            rate = self.done / max(time.monotonic() - self.start, 1e-9)
-            sys.stderr.write(f"\r{self.label} [{bar:30}] {self.done}/{self.total} {rate:.1f}/s")
-            if self.done == self.total:
-                sys.stderr.write("\n")
-            sys.stderr.flush()
 
 
 class PhotoEmbedder:

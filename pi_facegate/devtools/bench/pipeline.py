@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from pi_facegate.config.schema import Config
+from pi_facegate.core.liveness import LivenessJudge
 from pi_facegate.core.matcher import GalleryIndex
 from pi_facegate.core.policy import AccessPolicy
 from pi_facegate.core.tracker import FaceTracker
@@ -24,18 +25,23 @@ from pi_facegate.vision.images import load_image
 from pi_facegate.vision.recognizer import Recognizer
 
 #: the stages of one frame, in order; ``ours.stages`` has one entry per name
-STAGES = ("detect", "align", "embed", "match", "decision")
+STAGES = ("detect", "align", "embed", "match", "liveness", "decision")
 
 
 class OurPipeline:
-    """The daemon's per-frame work without the relay: recognizer, tracker, access policy.
+    """The daemon's per-frame work without the relay: recognizer, tracker, liveness, policy.
 
     A frame's identities are the people a face of it was *recognised* as (threshold and
-    margin met): the per-frame answer the policy then votes on over several frames.
+    margin met): the per-frame answer the policy then votes on over several frames. The
+    liveness stage is the daemon's: the texture models run on a recognised face while its
+    verdict can still change, the planarity cue reads the mesh the aligner computed.
     """
 
-    def __init__(self, recognizer: Recognizer, config: Config, index: GalleryIndex) -> None:
+    def __init__(
+        self, recognizer: Recognizer, config: Config, index: GalleryIndex, texture=None
+    ) -> None:
         self.recognizer = recognizer
+        self.texture = texture  # the texture models (None: liveness off in the config)
         self.config = config
         self.index = index
         self.threshold, self.min_margin = components.match_settings(config, recognizer.embedder)
@@ -47,12 +53,14 @@ class OurPipeline:
         """Forget faces and votes (between the warm-up and the timed pass)."""
         a = self.config.access
         self.tracker = FaceTracker()
+        self.liveness = LivenessJudge(components.liveness_settings(self.config))
         self.policy = AccessPolicy(
             votes_required=a.votes_required,
             window_frames=a.window_frames,
             window_seconds=a.window_seconds,
             cooldown_seconds=a.cooldown_seconds,
             unknown_log_interval_seconds=a.unknown_log_interval_seconds,
+            require_liveness=self.texture is not None,
         )
 
     def process(self, image: np.ndarray) -> FrameResult:
@@ -71,12 +79,18 @@ class OurPipeline:
         track_ids = self.tracker.update([f.box for f in faces], now)
         for gone in self.tracker.dropped:
             self.policy.forget(gone)
+            self.liveness.forget(gone)
+        liveness_ms = 0.0
         for analysis, track in zip(analyses, track_ids, strict=True):
             if analysis.usable:
-                self.policy.observe(track, analysis.match, now)
+                t = time.perf_counter()
+                verdict = self._judge(image, analysis, track, now)
+                liveness_ms += (time.perf_counter() - t) * 1e3
+                self.policy.observe(track, analysis.match, now, verdict)
         t2 = time.perf_counter()
         stages = {s: rec.timings[s] for s in STAGES[:4]}
-        stages["decision"] = (t2 - t1) * 1e3
+        stages["liveness"] = liveness_ms
+        stages["decision"] = (t2 - t1) * 1e3 - liveness_ms
         names = frozenset(
             a.match.name for a in analyses if a.match is not None and a.match.recognised
         )
@@ -88,6 +102,16 @@ class OurPipeline:
             sum(a.usable for a in analyses),
             names,
         )
+
+
+    def _judge(self, image: np.ndarray, analysis, track: int, now: float):
+        """The daemon's liveness step for one face (``None`` when liveness is off)."""
+        if self.texture is None or analysis.match is None:
+            return None
+        score = None
+        if self.liveness.wants_texture(track, now):
+            score = self.texture.score(image, analysis.face)
+        return self.liveness.observe(track, now, texture=score, mesh=analysis.mesh)
 
 
 def add_strangers(

@@ -101,9 +101,11 @@ def run_bench(
     peer = FaceRecognitionPeer() if options.peer else None  # fail on a missing library first
 
     recognizer = components.build_recognizer(config, video=True)
+    texture = None
     try:
+        texture = components.build_texture_liveness(config)
         index = add_strangers(enrol_ours(recognizer, config, options.references), options.strangers)
-        ours = OurPipeline(recognizer, config, index)
+        ours = OurPipeline(recognizer, config, index, texture)
         say(f"warming up on {options.warmup} frames")
         _run_pass(ours.process, options, limit=options.warmup)
         ours.reset()
@@ -117,6 +119,7 @@ def run_bench(
             "detector_threads": config.detector.threads,
             "embedder_model": recognizer.embedder.name,
             "embedder_threads": config.embedder.threads,
+            "liveness": "on" if texture is not None else "off",
             "threshold": ours.threshold,
             "min_margin": ours.min_margin,
         }
@@ -126,6 +129,8 @@ def run_bench(
         }
     finally:
         recognizer.close()
+        if texture is not None:
+            texture.close()
     if not our_results:
         raise UsageError(f"{options.frames}: no frames to measure")
     report: dict[str, Any] = {
