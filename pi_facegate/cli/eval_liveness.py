@@ -152,9 +152,11 @@ def _rate(records: Sequence[CueRecord], says_live: Callable, attack: bool) -> Ra
     return Rate(wrong, len(records))
 
 
-def build_report(cues: list[CueRecord], door: list[DoorRecord], config, enrolled) -> dict:
+def build_report(all_cues: list[CueRecord], door: list[DoorRecord], config, enrolled) -> dict:
     """The whole report as plain data (what ``--json`` writes)."""
-    presentations = [r.presentation for r in cues]
+    presentations = [r.presentation for r in all_cues]
+    cues = [r for r in all_cues if r.acquired]
+    not_acquired = [r.presentation.name for r in all_cues if not r.acquired]
     live = [r for r in cues if r.presentation.label == LIVE]
     groups = _by_species(cues)
     classifiers = cue_classifiers(config)
@@ -183,17 +185,18 @@ def build_report(cues: list[CueRecord], door: list[DoorRecord], config, enrolled
             {p.species for p in presentations if p.simulated and p.label == ATTACK}
         ),
         "presentations": {"attack": len(attacks), "bona_fide": len(live)},
+        "failure_to_acquire": not_acquired,
         "operating_point": {
             "texture": f"median of {lv.texture_frames} scores >= {lv.texture_live_above}",
             "planarity": (
-                f"3-d: parallax >= {lv.planarity.three_d_above}, relief >= "
-                f"{lv.planarity.min_relief}"
+                f"3-d within {lv.max_wait_seconds} s: parallax >= "
+                f"{lv.planarity.three_d_above}, relief >= {lv.planarity.min_relief}"
             ),
             "fused": f"texture and planarity live within {lv.max_wait_seconds} s",
         },
         "cues": per_cue,
         "door": door_report(door, presentations, enrolled),
-        "presentations_detail": [r.as_dict() for r in cues],
+        "presentations_detail": [r.as_dict() for r in all_cues],
         "door_detail": [r.as_dict() for r in door],
     }
 
@@ -243,6 +246,9 @@ def print_report(report: dict) -> None:
             [label, *(_at(cues[c].get(key)) for c in names)],
         )
     print(format_table(["measure", *names], rows, align="<" + ">" * len(names), indent="  "))
+    if report["failure_to_acquire"]:
+        missed = ", ".join(report["failure_to_acquire"])
+        print(f"  no face judged (failure to acquire, in neither rate): {missed}")
     print("  operating point:")
     for cue, rule in report["operating_point"].items():
         print(f"    {cue}: {rule}")
@@ -272,6 +278,7 @@ def _at(entry: dict | None) -> str:
 # ---------------------------------------------------------------------------- DET plot
 def write_det_plot(path: Path, cues: list[CueRecord], fused: str) -> None:
     """A DET plot (APCER against BPCER on normal-deviate axes), drawn with OpenCV."""
+    cues = [r for r in cues if r.acquired]
     live = [r for r in cues if r.presentation.label == LIVE]
     attacks = [r for r in cues if r.presentation.label == ATTACK]
     w, h, m = 640, 560, 70

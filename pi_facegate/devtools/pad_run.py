@@ -5,8 +5,11 @@ Two passes, on the same frames:
 * :func:`judge_cues` runs the door's detector, face mesh and texture models and its
   liveness rule (:class:`~pi_facegate.core.liveness.TrackLiveness`) on every face track,
   whoever it is, and keeps each cue's presentation-level score: the texture median the
-  door decides on, the planarity score (median nose parallax), and the fused verdict the
-  door would reach within ``max_wait_seconds``;
+  door decides on, the planarity cue's verdict and score (its highest median nose parallax
+  while the door still waits: the door grants as soon as both cues agree, so a cue that says
+  3-D for one moment within ``max_wait_seconds`` has said it), and the fused verdict the
+  door reaches within that wait. A presentation in which no face was ever judged is a
+  failure to acquire: counted, but in neither APCER nor BPCER;
 * :func:`door_replay` runs the real daemon (:class:`~pi_facegate.daemon.service.DoorService`
   with simulated GPIO, a private state dir, the presentation as its camera) with the
   subjects enrolled, and counts what the door did: unlocks, ``presentation_attack`` and
@@ -27,6 +30,7 @@ import numpy as np
 
 from pi_facegate.config.schema import Config
 from pi_facegate.core.liveness import LivenessResult, LivenessSettings, TrackLiveness
+from pi_facegate.core.planarity import Verdict as PlanarityVerdict
 from pi_facegate.core.tracker import FaceTracker
 from pi_facegate.daemon import wiring as components
 from pi_facegate.devtools.pad_material import Material, Presentation, frames
@@ -41,6 +45,9 @@ class TrackCues:
     last: LivenessResult | None = None
     live_after: float | None = None  # seconds from first judged to LIVE (within the wait)
     attack_after: float | None = None
+    three_d_after: float | None = None  # planarity first said 3-D (within the wait)
+    planarity_peak: float | None = None  # highest planarity score within the wait
+    relief_at_peak: float | None = None
 
 
 @dataclass
@@ -56,6 +63,11 @@ class CueRecord:
     relief: float | None = None
     fused: str = "no face"  # live / attack / no_liveness / no face
     live_after: float | None = None
+
+    @property
+    def acquired(self) -> bool:
+        """A face was judged: the presentation counts in APCER or BPCER."""
+        return self.fused != "no face"
 
     def as_dict(self) -> dict[str, Any]:
         p = self.presentation
@@ -123,6 +135,16 @@ class CueJudge:
             cues.live_after = result.waited
         if result.attack and cues.attack_after is None:
             cues.attack_after = result.waited
+        if result.waited <= self.settings.max_wait_seconds:
+            _planarity_within_wait(cues, result)
+
+
+def _planarity_within_wait(cues: TrackCues, result: LivenessResult) -> None:
+    p = result.planarity
+    if p.verdict is PlanarityVerdict.THREE_D and cues.three_d_after is None:
+        cues.three_d_after = result.waited
+    if p.score is not None and (cues.planarity_peak is None or p.score > cues.planarity_peak):
+        cues.planarity_peak, cues.relief_at_peak = p.score, p.relief
 
 
 def _texture_needed():
@@ -139,9 +161,11 @@ def summarise(record: CueRecord, tracks: dict, settings: LivenessSettings) -> Cu
     main = max(cues, key=lambda c: c.judged)
     first = main.textures[: settings.texture_frames]
     record.texture = float(np.median(first)) if first else None
-    planarity = main.last.planarity
-    record.planarity, record.relief = planarity.score, planarity.relief
-    record.planarity_verdict = planarity.verdict.value
+    record.planarity, record.relief = main.planarity_peak, main.relief_at_peak
+    if main.three_d_after is not None:
+        record.planarity_verdict = PlanarityVerdict.THREE_D.value
+    else:
+        record.planarity_verdict = main.last.planarity.verdict.value
     lives = [c.live_after for c in cues if c.live_after is not None]
     if lives:
         record.fused, record.live_after = "live", min(lives)
@@ -261,9 +285,7 @@ def _as_camera(p: Presentation, state: Path) -> Iterator[Path]:
         folder.rmdir()
 
 
-def enrol_subjects(
-    config_path: Path, state: Path, enrol: dict[str, list[Path]]
-) -> dict[str, Path]:
+def enrol_subjects(config_path: Path, state: Path, enrol: dict[str, list[Path]]) -> dict[str, Path]:
     """Enrol each subject from its photos with ``facegate enroll`` (as an administrator) into
     a gallery of its own: subject -> gallery. A subject whose photos are refused is left
     out (``enroll`` says why)."""

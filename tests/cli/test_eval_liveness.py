@@ -59,6 +59,8 @@ def test_simulated_material_is_labelled_and_folders_need_no_subject(facedata, tm
     (root / "live").mkdir()
     _link_session(facedata, "ImposterRaw", "0002_01_01_02", tmp_path / "n")
     (root / "attack" / "print_still" / "one").symlink_to(tmp_path / "n" / "ImposterRaw" / "0002")
+    fire = facedata / "no_face_and_multi_face_misc" / "data" / "fire.mp4"
+    (root / "live" / "fire.mp4").symlink_to(fire)  # no face in it: a failure to acquire
     manifest = tmp_path / "m.csv"
     manifest.write_text(
         "path,label,type,subject,simulated\n"
@@ -71,6 +73,8 @@ def test_simulated_material_is_labelled_and_folders_need_no_subject(facedata, tm
     assert "screen_phone (SIMULATED)" in report["cues"]["fused"]["apcer"]
     assert "print_still" in report["cues"]["fused"]["apcer"]  # the folder layout's species
     assert report["door"] is None  # nobody to enrol: no door figure
+    assert report["failure_to_acquire"] == ["fire.mp4"]
+    assert report["presentations"]["bona_fide"] == 0  # so it is in no BPCER
     assert "(SIMULATED)" in capsys.readouterr().out
 
 

@@ -103,7 +103,6 @@ class OurPipeline:
             names,
         )
 
-
     def _judge(self, image: np.ndarray, analysis, track: int, now: float):
         """The daemon's liveness step for one face (``None`` when liveness is off)."""
         if self.texture is None or analysis.match is None:
