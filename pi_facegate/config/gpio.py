@@ -46,6 +46,12 @@ class ContactConfig(FacegateBaseModel):
     held_open_seconds: float = Field(
         30.0, ge=1.0, le=3600.0, description="seconds open before a 'held open' event"
     )
+    bounce_seconds: float = Field(
+        0.05,
+        ge=0.0,
+        le=1.0,
+        description="seconds an edge must be stable before it counts (debounce: a bouncing switch gives one event); 0 = off",
+    )
 
 
 class ExitButtonConfig(FacegateBaseModel):
@@ -54,6 +60,12 @@ class ExitButtonConfig(FacegateBaseModel):
     pin: BcmPin | None = Field(None, description="BCM GPIO number of the button; null = none")
     pull_up: bool = Field(
         True, description="true: button to ground with the internal pull-up; false: to 3V3"
+    )
+    bounce_seconds: float = Field(
+        0.05,
+        ge=0.0,
+        le=1.0,
+        description="seconds an edge must be stable before it counts (debounce: a bouncing switch gives one event); 0 = off",
     )
 
 

@@ -304,6 +304,12 @@ class EnrolmentConfig(FacegateBaseModel):
     button_pull_up: bool = Field(
         True, description="true: button to ground with the internal pull-up; false: to 3V3"
     )
+    button_bounce_seconds: float = Field(
+        0.05,
+        ge=0.0,
+        le=1.0,
+        description="seconds an edge must be stable before it counts (debounce: a bouncing switch gives one event); 0 = off",
+    )
     long_press_seconds: float = Field(
         3.0,
         ge=0.5,

@@ -136,6 +136,7 @@ class DoorEnrolment:
             pull_up=e.button_pull_up,
             long_press_seconds=e.long_press_seconds,
             pin_factory=self.door.pin_factory,
+            bounce_seconds=e.button_bounce_seconds,
         )
 
     def stop(self, now: float) -> None:

@@ -198,6 +198,8 @@ def make_door(config: Config, simulate: bool, on_event) -> DoorController:
         held_open_seconds=d.contact.held_open_seconds,
         exit_button_pin=d.exit_button.pin,
         exit_button_pull_up=d.exit_button.pull_up,
+        contact_bounce_seconds=d.contact.bounce_seconds,
+        exit_button_bounce_seconds=d.exit_button.bounce_seconds,
         led_granted=d.leds.granted,
         led_denied=d.leds.denied,
         led_enrolment=d.leds.enrolment,

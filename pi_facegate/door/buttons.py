@@ -21,18 +21,34 @@ if TYPE_CHECKING:  # gpiozero is imported lazily: the pure core never needs it
 log = logging.getLogger("pi_facegate.door")  # journal name: stable across moves
 
 
+def bounce_time(seconds: float) -> float | None:
+    """gpiozero's ``bounce_time`` for a debounce in seconds (``None``: no debounce).
+
+    A mechanical switch closes with a burst of edges over a few milliseconds; without a
+    debounce one press can read as several (two exit requests, a press and a release).
+    """
+    if not (math.isfinite(seconds) and 0 <= seconds <= 1):
+        raise DoorError(f"a debounce must be 0..1 seconds, not {seconds!r}")
+    return float(seconds) or None
+
+
 class ExitButton:
     """The request-to-exit button inside the door: a press asks the door to open.
 
     :param pin: GPIO of the button.
     :param pull_up: True if the button connects the pin to GND.
     :param pin_factory: gpiozero pin factory; None for gpiozero's default.
+    :param bounce_seconds: debounce (gpiozero's ``bounce_time``); 0 = none.
     """
 
-    def __init__(self, pin: Pin, pull_up: bool, pin_factory: Factory | None) -> None:
+    def __init__(
+        self, pin: Pin, pull_up: bool, pin_factory: Factory | None, bounce_seconds: float = 0.0
+    ) -> None:
         from gpiozero import Button
 
-        self._button = Button(pin, pull_up=pull_up, pin_factory=pin_factory)
+        self._button = Button(
+            pin, pull_up=pull_up, bounce_time=bounce_time(bounce_seconds), pin_factory=pin_factory
+        )
 
     def attach(self, on_press: Callable[[], None]) -> None:
         """Call ``on_press()`` on each press (on gpiozero's event thread)."""
@@ -58,6 +74,7 @@ class EnrolmentButton:
     :param on_long_press: called when the button has been held ``long_press_seconds``.
     :param pin_factory: gpiozero pin factory (the door's, see
         :attr:`~pi_facegate.door.controller.DoorController.pin_factory`); None for gpiozero's default.
+    :param bounce_seconds: debounce (gpiozero's ``bounce_time``); 0 = none.
     :raises DoorError: when the button cannot be set up.
     """
 
@@ -69,6 +86,7 @@ class EnrolmentButton:
         pull_up: bool = True,
         long_press_seconds: float = 3.0,
         pin_factory: Factory | None = None,
+        bounce_seconds: float = 0.0,
     ) -> None:
         self._button = None  # close() relies on it
         self._held = False
@@ -83,7 +101,11 @@ class EnrolmentButton:
             from gpiozero import Button
 
             self._button = Button(
-                pin, pull_up=pull_up, hold_time=long_press_seconds, pin_factory=pin_factory
+                pin,
+                pull_up=pull_up,
+                hold_time=long_press_seconds,
+                bounce_time=bounce_time(bounce_seconds),
+                pin_factory=pin_factory,
             )
             self._button.when_pressed = self._pressed
             self._button.when_held = self._long_pressed

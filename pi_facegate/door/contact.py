@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Literal
 
+from pi_facegate.door.buttons import bounce_time
 from pi_facegate.door.pins import Pin, close_device
 
 if TYPE_CHECKING:  # gpiozero is imported lazily: the pure core never needs it
@@ -45,6 +46,7 @@ class DoorContact:
         emit: Callable[..., None],
         wakeup: threading.Condition,
         clock: Callable[[], float] = time.monotonic,
+        bounce_seconds: float = 0.0,
     ) -> None:
         self._door_open: bool | None = None
         self._opened_at: float | None = None
@@ -60,7 +62,10 @@ class DoorContact:
         # Pulled towards "open", so a cut wire reads as an open (alarmed) door. The device
         # is active when the door is closed.
         self._device = DigitalInputDevice(
-            pin, pull_up=closed_when == "low", pin_factory=pin_factory
+            pin,
+            pull_up=closed_when == "low",
+            bounce_time=bounce_time(bounce_seconds),
+            pin_factory=pin_factory,
         )
 
     @property

@@ -82,6 +82,8 @@ class DoorController:
     :param held_open_seconds: a door open longer than this raises ``"door_held_open"``.
     :param exit_button_pin: GPIO of the request-to-exit button, or None.
     :param exit_button_pull_up: True if the button connects the pin to GND.
+    :param contact_bounce_seconds: debounce of the contact (0..1 s; 0 = none), likewise
+        ``exit_button_bounce_seconds``: a bouncing switch gives one edge, not a burst.
     :param led_granted: GPIO of the "granted" LED, or None (likewise the other two LEDs).
     :param buzzer_pin: GPIO of an active buzzer, or None.
     :param pin_factory: gpiozero pin factory; None for gpiozero's default.
@@ -102,6 +104,8 @@ class DoorController:
         held_open_seconds: float = 30,
         exit_button_pin: Pin | None = None,
         exit_button_pull_up: bool = True,
+        contact_bounce_seconds: float = 0.0,
+        exit_button_bounce_seconds: float = 0.0,
         led_granted: Pin | None = None,
         led_denied: Pin | None = None,
         led_enrolment: Pin | None = None,
@@ -128,6 +132,8 @@ class DoorController:
         self.lock_type = lock_type
         self.unlock_seconds = float(unlock_seconds)
         self.held_open_seconds = float(held_open_seconds)
+        self.contact_bounce_seconds = contact_bounce_seconds
+        self.exit_button_bounce_seconds = exit_button_bounce_seconds
         try:
             self._build_parts(
                 relay_pin,
@@ -200,11 +206,17 @@ class DoorController:
                     emit=self._emit,
                     wakeup=self._wakeup,
                     clock=self._clock,
+                    bounce_seconds=self.contact_bounce_seconds,
                 )
             )
         if exit_button_pin is not None:
             self._exit_button = self._add(
-                ExitButton(exit_button_pin, exit_button_pull_up, pin_factory)
+                ExitButton(
+                    exit_button_pin,
+                    exit_button_pull_up,
+                    pin_factory,
+                    self.exit_button_bounce_seconds,
+                )
             )
         granted, denied, enrolment = led_pins
         self._indicators = self._add(

@@ -477,3 +477,38 @@ def test_signals_are_no_ops_without_leds(factory):
         for kind in ("granted", "denied", "enrolment_start", "enrolment_ok", "enrolment_failed"):
             door.signal(kind)
         assert levels(factory.pin(RELAY)) == [False]  # the relay is never a signal
+
+
+def test_the_contact_and_the_exit_button_are_debounced_as_configured(factory):
+    """gpiozero's bounce_time reaches the pins (the mock pin keeps it; lgpio applies it)."""
+    from pi_facegate.config.loader import parse_config
+    from pi_facegate.daemon.wiring import make_door
+
+    with DoorController(
+        RELAY,
+        contact_pin=CONTACT,
+        exit_button_pin=EXIT,
+        contact_bounce_seconds=0.08,
+        exit_button_bounce_seconds=0.0,
+        pin_factory=factory,
+    ):
+        assert factory.pin(CONTACT).bounce == pytest.approx(0.08)
+        assert factory.pin(EXIT).bounce is None  # 0 = no debounce
+    config = parse_config({"door": {"contact": {"pin": CONTACT}, "exit_button": {"pin": EXIT}}})
+    assert config.door.contact.bounce_seconds == config.door.exit_button.bounce_seconds == 0.05
+    with make_door(config, simulate=True, on_event=lambda *a: None) as door:
+        assert door.pin_factory.pin(CONTACT).bounce == pytest.approx(0.05)
+        assert door.pin_factory.pin(EXIT).bounce == pytest.approx(0.05)
+
+
+@pytest.mark.parametrize("value", [-0.01, 1.5, float("nan")])
+def test_a_debounce_outside_0_to_1_second_is_refused(factory, value):
+    with pytest.raises(DoorError, match="debounce"):
+        DoorController(RELAY, exit_button_pin=EXIT, exit_button_bounce_seconds=value, pin_factory=factory)
+
+
+def test_the_enrolment_button_is_debounced(factory):
+    from pi_facegate.door.buttons import EnrolmentButton
+
+    with EnrolmentButton(EXIT, lambda: None, lambda: None, pin_factory=factory, bounce_seconds=0.05):
+        assert factory.pin(EXIT).bounce == pytest.approx(0.05)
