@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pi_facegate import __version__
-from pi_facegate.exc import FacegateError
+from pi_facegate.exc import FacegateError, UsageError
 
 # Subcommand modules, in the order `--help` lists them. A module that does not exist yet
 # is simply not offered; a module that exists but fails to import is a real error.
@@ -129,6 +129,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or EXIT_OK)
     except KeyboardInterrupt:
         return 130
+    except UsageError as exc:  # arguments that do not fit together: argparse's status, 2
+        if debug:
+            raise
+        print(f"facegate: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except (FacegateError, OSError) as exc:
         if debug:
             raise

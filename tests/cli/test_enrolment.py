@@ -447,15 +447,17 @@ def test_arm_status_and_cancel(state, capsys):
 
 
 def test_arm_refuses_what_cannot_work(state, capsys):
-    assert cli(state, "enroll", "arm") == 1
+    # arguments that do not fit together are usage errors (status 2, as argparse's own)
+    assert cli(state, "enroll", "arm") == 2
     assert "--name" in capsys.readouterr().err
-    assert cli(state, "enroll", "arm", "--name", "Alice", "--timeout", "2h") == 1
+    assert cli(state, "enroll", "arm", "--name", "Alice", "--timeout", "2h") == 2
     assert "max_armed_minutes (30 min)" in capsys.readouterr().err
+    assert cli(state, "enroll", "arm", "--name", "status") == 2
+    assert cli(state, "enroll", "arm", "Alice") == 2
+    assert "--name Alice" in capsys.readouterr().err
+    # a well-formed request the gallery cannot satisfy is an error (status 1)
     assert cli(state, "enroll", "arm", "--name", "Alice", "--update") == 1
     assert "not enrolled" in capsys.readouterr().err
-    assert cli(state, "enroll", "arm", "--name", "status") == 1
-    assert cli(state, "enroll", "arm", "Alice") == 1
-    assert "--name Alice" in capsys.readouterr().err
     assert not (state / ARMING_FILE_NAME).exists()
 
 
