@@ -71,7 +71,7 @@ def format_detail(detail: Mapping[str, Any]) -> str:
             else json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
         )
         parts.append(f"{key}={shown}")
-    return " ".join(parts)
+    return printable(" ".join(parts))
 
 
 def _numeric_column(cells: list[Any]) -> bool:
@@ -80,5 +80,20 @@ def _numeric_column(cells: list[Any]) -> bool:
     )
 
 
+def printable(text: str) -> str:
+    """``text`` with control characters shown as escapes (``\\x1b``, ``\\n``), not obeyed.
+
+    Names and details come from files another program may have written (a gallery edited
+    with ``sqlite3``, an event log from an older version): an escape sequence printed raw can
+    recolour, hide or rewrite what the administrator sees in the terminal.
+    """
+    if all(ch.isprintable() or ch == " " for ch in text):
+        return text
+    return "".join(
+        ch if ch.isprintable() or ch == " " else ch.encode("unicode_escape").decode("ascii")
+        for ch in text
+    )
+
+
 def _cell(value: Any) -> str:
-    return value if isinstance(value, str) else str(value)
+    return printable(value if isinstance(value, str) else str(value))

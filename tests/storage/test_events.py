@@ -417,7 +417,7 @@ def test_cli_json(filled, capsys):
 
 def test_cli_refuses_an_unknown_kind(filled, capsys):
     """A typo in --kind once printed nothing and succeeded: it looked like a quiet door."""
-    assert main(["events", "--events", str(filled), "--kind", "granted,grantd"]) == 1
+    assert main(["events", "--events", str(filled), "--kind", "granted,grantd"]) == 2
     err = capsys.readouterr().err
     assert "unknown event kind 'grantd'" in err and "presentation_attack" in err
 
@@ -448,6 +448,16 @@ def test_cli_table_in_local_time(filled, capsys):
     ):
         start = lines[0].index(column)  # every row's value starts under its heading
         assert [line[start:].split()[0] for line in lines[1:]] == values
+
+
+def test_cli_shows_escape_codes_instead_of_obeying_them(db, capsys):
+    """A name or detail with terminal escapes (written by another program) is shown escaped."""
+    with EventWriter(db) as writer:
+        writer.record("denied", time=NOW, person="\x1b[2JEvil", reason="a\nb", track=1)
+    assert main(["events", "--events", str(db)]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\\x1b[2JEvil" in out and "reason=a\\nb" in out
+    assert len(out.splitlines()) == 2  # the header and one row: the newline did not split it
 
 
 def test_cli_missing_file_is_no_events_yet(tmp_path, capsys):
