@@ -99,3 +99,65 @@ def test_a_live_talking_head_is_let_in(facedata, state, in_process, tmp_path):
     assert granted[0].detail["liveness"] == "live"
     assert granted[0].detail["planarity"] == "3-d" and granted[0].detail["texture"] >= 0.7
     assert "presentation_attack" not in [e.kind for e in events]
+
+
+@pytest.fixture
+def broken_models(tmp_path: Path, monkeypatch) -> Path:
+    """A copy of the bundled models in which one texture model's bytes were changed."""
+    import shutil
+
+    from pi_facegate.paths import models_dir
+
+    copy = tmp_path / "models"
+    shutil.copytree(models_dir(), copy)
+    model = copy / "minifasnet_v2_int8.tflite"
+    data = bytearray(model.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    model.write_bytes(bytes(data))
+    monkeypatch.setenv("FACEGATE_MODELS", str(copy))
+    return copy
+
+
+def test_a_broken_liveness_model_stops_the_door_from_starting(
+    facedata, state, in_process, broken_models, capsys
+):
+    """Never "liveness off by accident": the daemon refuses to run, naming the model."""
+    examples = facedata / "face_recognition_examples" / "examples"
+    assert cli(state, "enroll", "Lin-Manuel Miranda", str(examples / "lin-manuel-miranda.png")) == 0
+    clip = examples / "short_hamilton_clip.mp4"
+    code = cli(state, "run", "--replay", str(clip), "--replay-fps", "0", "--simulate-gpio")
+    assert code != 0
+    assert "minifasnet_v2_int8" in capsys.readouterr().err
+    events = state / "events.db"
+    kinds = [e.kind for e in EventLog(events).query()] if events.exists() else []
+    assert "granted" not in kinds and "unlocked" not in kinds
+
+
+def test_liveness_switched_on_with_broken_models_lets_nobody_in(
+    facedata, state, in_process, broken_models, lin_frames
+):
+    """A reload that turns liveness on while its models are broken keeps the door locked
+    (and says so) instead of granting on identity alone."""
+    from pi_facegate.config.loader import load_config
+    from pi_facegate.daemon.service import DoorService, RunOptions
+
+    examples = facedata / "face_recognition_examples" / "examples"
+    assert cli(state, "enroll", "Lin-Manuel Miranda", str(examples / "lin-manuel-miranda.png")) == 0
+    config = state / "config.yaml"
+    config.write_text("camera:\n  detect_width: 320\nliveness:\n  enabled: false\n")
+    options = RunOptions(config_path=config, state_dir=state, replay=lin_frames, simulate_gpio=True)
+    kinds: list[str] = []
+    service = DoorService(options, load_config(config), on_event=lambda k, f: kinds.append(k))
+    service.start()
+    try:
+        config.write_text("camera:\n  detect_width: 320\nliveness:\n  enabled: true\n")
+        assert service.reload()
+        assert service.texture is None and service.policy.require_liveness
+        for index in range(200):
+            frame = service.camera.read(1.0)
+            if frame is None:
+                break
+            service.process(frame.image, index / 15, frame.lores)
+    finally:
+        service.close()
+    assert "granted" not in kinds and "unlocked" not in kinds
