@@ -98,7 +98,7 @@ def eval_liveness(args: argparse.Namespace) -> int:
     door: list[DoorRecord] = []
     enrolled: set[str] = set()
     if not args.no_door and material.enrol:
-        bench = DoorBench(config_path, config, material)
+        bench = DoorBench(config_path, config, material, _enroller(config_path))
         enrolled = bench.enrolled
         todo = [p for p in items if p.subject in enrolled]
         progress = Progress(len(todo), "door replay", not args.quiet)
@@ -115,6 +115,17 @@ def eval_liveness(args: argparse.Namespace) -> int:
         write_det_plot(args.plot, cues, report["operating_point"]["fused"])
         print(f"DET plot written to {args.plot}")
     return 0
+
+
+def _enroller(config_path: Path):
+    """Enrol a subject with ``facegate enroll`` itself, into the bench's own gallery."""
+    from pi_facegate.cli import main as facegate
+
+    def enrol(subject: str, photos: list[Path], gallery: Path) -> bool:
+        args = ["enroll", subject, *map(str, photos), "--config", str(config_path)]
+        return facegate([*args, "--gallery", str(gallery)]) == 0
+
+    return enrol
 
 
 def _step(progress, fn: Callable, p: Presentation, fps: float):

@@ -20,6 +20,7 @@ Two passes, on the same frames:
 from __future__ import annotations
 
 import contextlib
+import os
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -34,6 +35,10 @@ from pi_facegate.core.planarity import Verdict as PlanarityVerdict
 from pi_facegate.core.tracker import FaceTracker
 from pi_facegate.daemon import wiring as components
 from pi_facegate.devtools.pad_material import Material, Presentation, frames
+
+#: ``enrol(subject, photos, gallery) -> stored?``: how the caller enrols a subject (the CLI
+#: passes ``facegate enroll``, so the door meets people enrolled as an administrator would)
+Enrol = Callable[[str, list[Path], Path], bool]
 
 
 @dataclass
@@ -212,12 +217,17 @@ class DoorBench:
     that person (two subjects who look alike cannot refuse or shadow each other).
     """
 
-    def __init__(self, config_path: Path, config: Config, material: Material) -> None:
+    def __init__(self, config_path: Path, config: Config, material: Material, enrol: Enrol) -> None:
         self.config_path, self.config = config_path, config
         self._tmp = tempfile.TemporaryDirectory(prefix="facegate-eval-")
         self.state = Path(self._tmp.name)
+        os.chmod(self.state, 0o700)  # a gallery is only trusted in a private directory
         # never the appliance's own gallery, whatever the config names
-        self.galleries = enrol_subjects(config_path, self.state, material.enrol)
+        self.galleries = {}
+        for i, (subject, photos) in enumerate(sorted(material.enrol.items())):
+            gallery = self.state / f"gallery-{i}.db"
+            if enrol(subject, photos, gallery):
+                self.galleries[subject] = gallery
 
     @property
     def enrolled(self) -> set[str]:
@@ -283,18 +293,3 @@ def _as_camera(p: Presentation, state: Path) -> Iterator[Path]:
         for link in folder.iterdir():
             link.unlink()
         folder.rmdir()
-
-
-def enrol_subjects(config_path: Path, state: Path, enrol: dict[str, list[Path]]) -> dict[str, Path]:
-    """Enrol each subject from its photos with ``facegate enroll`` (as an administrator) into
-    a gallery of its own: subject -> gallery. A subject whose photos are refused is left
-    out (``enroll`` says why)."""
-    from pi_facegate.cli import main as facegate
-
-    galleries = {}
-    for i, (subject, photos) in enumerate(sorted(enrol.items())):
-        gallery = state / f"gallery-{i}.db"
-        args = ["enroll", subject, *map(str, photos), "--config", str(config_path)]
-        if facegate([*args, "--gallery", str(gallery)]) == 0:
-            galleries[subject] = gallery
-    return galleries
