@@ -30,6 +30,7 @@ COMMAND_MODULES = (
     "enroll",
     "identify",
     "people",
+    "gallery_cmd",
     "events",
     "config_cmd",
     "eval_cmd",

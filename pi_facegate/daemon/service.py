@@ -50,6 +50,7 @@ from pi_facegate.exc import CameraError, ConfigError, FacegateError
 from pi_facegate.storage.arming import arming_path
 from pi_facegate.storage.events import EventWriter
 from pi_facegate.storage.gallery import Gallery
+from pi_facegate.storage.gallery_file import check_gallery_file
 from pi_facegate.vision.antispoof import TextureLiveness
 from pi_facegate.vision.recognizer import FaceAnalysis, Recognizer
 
@@ -166,6 +167,9 @@ class DoorService:
         """Bring the parts up in order; READY is sent by ``run`` once this returns."""
         cfg, opts = self.config, self.options
         gallery_path, events_path = self.data_paths()
+        # a gallery that could have been planted, or that is lost, stops the daemon before
+        # any model loads: the door stays locked and the error says which file and why
+        check_gallery_file(gallery_path, create=True)
         for path in (gallery_path, events_path):
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.events = EventWriter(events_path, max_events=cfg.storage.max_events)
@@ -177,6 +181,7 @@ class DoorService:
         self.threshold, self.min_margin = components.match_settings(cfg, embedder)
         self.gallery = components.open_gallery(gallery_path, embedder)
         self.index = self.gallery.index()
+        self._warn_if_nobody_enrolled()
         self.camera = self._make_camera()
         self.camera.start()
         self._record(
@@ -194,6 +199,25 @@ class DoorService:
             self.recognizer.detector.backend,
             self.camera.describe(),
         )
+
+    def _warn_if_nobody_enrolled(self) -> None:
+        """An empty gallery lets nobody in: say so at start, louder if it once had people."""
+        if self.index.names:
+            return
+        if self.gallery.emptied():
+            log.warning(
+                "the gallery %s holds nobody, but people were enrolled in it (created %s): "
+                "it was emptied; nobody is let in. Restore it from a backup if that was not "
+                "intended",
+                self.gallery.path,
+                self.gallery.created,
+            )
+        else:
+            log.warning(
+                "the gallery %s is empty: nobody is let in until someone is enrolled "
+                "(facegate enroll NAME PHOTO...)",
+                self.gallery.path,
+            )
 
     def _make_camera(self) -> FrameSource:
         cam, opts = self.config.camera, self.options

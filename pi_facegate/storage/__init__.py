@@ -2,6 +2,8 @@
 
 * ``gallery.py`` -- people and their embeddings (one SQLite file, WAL, 0600).
 * ``gallery_file.py`` -- the gallery's file: created private, checked before SQLite opens it.
+* ``gallery_marker.py`` -- the marker that remembers a gallery existed (a lost one is refused).
+* ``trust.py`` -- the rules every state file must pass (owner, mode, no links, private dir).
 * ``names.py`` -- the one rule for a person's name (NFC, no control characters).
 * ``events.py`` -- the event log: the bounded writer thread and the reader.
 * ``event_record.py`` -- an event and its kinds; ``event_file.py`` -- the event log's file.

@@ -8,11 +8,13 @@ file, fsync, rename) with mode 0600. The daemon polls it with one ``stat`` per
 frame (:class:`ArmingWatcher`) and re-reads it only when it changed. The state directory
 belongs to the service user (mode 0700), so arming needs that user's rights
 (``sudo -u facegate facegate enroll arm ...``), exactly like editing the gallery; a file
-that is writable by group or others, or owned by another user, is refused. The daemon,
-not the file, decides expiry: never later than ``armed_at + max_armed_minutes``.
+that could have been planted is refused by the rules every state file shares
+(:mod:`pi_facegate.storage.trust`: a symbolic link, writable by group or others, owned by
+another user, or in a directory others may write). The daemon, not the file, decides
+expiry: never later than ``armed_at + max_armed_minutes``.
 
 The capture itself is pure and lives in :mod:`pi_facegate.core.capture`; this module is
-the file I/O around it (stat, fsync, ownership checks), shared by the daemon and the CLI.
+the file I/O around it (stat, atomic writes, trust checks), shared by the daemon and the CLI.
 """
 
 from __future__ import annotations
@@ -22,18 +24,16 @@ import logging
 import math
 import os
 import secrets
-import stat
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from pi_facegate.exc import EnrolmentError
+from pi_facegate.storage.trust import ARMING, open_private, sync_dir, write_private_text
 
 log = logging.getLogger("pi_facegate.enrolment")  # journal name: stable across moves
 
 ARMING_FILE_NAME = "enrolment-armed.json"
-ARMING_FILE_MODE = 0o600
 #: How long ``facegate enroll arm`` arms without ``--timeout``, seconds.
 DEFAULT_ARMING_SECONDS = 300.0
 #: An arming dated this far in the future (seconds) is refused: a clock jump or a forgery.
@@ -119,38 +119,21 @@ def new_arming(
 
 
 def write_arming(path: Path, arming: Arming) -> None:
-    """Write ``arming`` atomically with mode 0600: the daemon sees the old file or the new.
-
-    The temporary file is created in the same directory (``mkstemp`` makes it 0600),
-    flushed to disk, then renamed over the old one; the directory is synced so the rename
-    survives a power cut.
-    """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            os.fchmod(handle.fileno(), ARMING_FILE_MODE)
-            handle.write(arming.to_json())
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _sync_dir(path.parent)
+    """Write ``arming`` atomically with mode 0600: the daemon sees the old file or the new."""
+    write_private_text(Path(path), arming.to_json())
 
 
 def read_arming(path: Path) -> Arming | None:
     """The arming in ``path``, or None if there is none.
 
-    :raises EnrolmentError: when the file cannot be read, is not an arming, or is writable
-        by anyone but its owner, or owned by another user than this process or root (it
-        could then have been planted).
+    :raises EnrolmentError: when the file cannot be read, is not an arming, or could have
+        been planted (the rules of :mod:`pi_facegate.storage.trust`: a symbolic link, owned
+        by another user than this process's or root, writable by group or others, or in a
+        directory they may write).
     """
     path = Path(path)
     try:
-        with open(path, encoding="utf-8") as handle:
-            _check_file_trust(os.fstat(handle.fileno()), path)
+        with os.fdopen(open_private(path, ARMING), encoding="utf-8") as handle:
             text = handle.read(64 * 1024)
     except FileNotFoundError:
         return None
@@ -177,33 +160,8 @@ def clear_arming(path: Path, token: str | None = None) -> Arming | None:
         Path(path).unlink()
     except FileNotFoundError:
         return None
-    _sync_dir(Path(path).parent)
+    sync_dir(Path(path).parent)
     return arming
-
-
-def _check_file_trust(st: os.stat_result, path: Path) -> None:
-    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        raise EnrolmentError(
-            f"{path}: refused: writable by group or others (mode {stat.S_IMODE(st.st_mode):o})"
-        )
-    if hasattr(os, "getuid") and st.st_uid not in (os.getuid(), 0):
-        raise EnrolmentError(
-            f"{path}: refused: owned by uid {st.st_uid}, not by the service user; "
-            "arm as the service user (sudo -u facegate facegate enroll arm ...)"
-        )
-
-
-def _sync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 class ArmingWatcher:

@@ -18,6 +18,7 @@ from urllib.parse import quote
 
 from pi_facegate.exc import EventLogError
 from pi_facegate.storage.event_record import Event
+from pi_facegate.storage.trust import EVENT_LOG, check_private_file, open_private
 
 LOGGER = logging.getLogger("pi_facegate.events")  # journal name: stable across moves
 
@@ -44,17 +45,24 @@ CREATE INDEX IF NOT EXISTS events_time ON events(time);
 def open_for_writing(path: Path, max_events: int) -> sqlite3.Connection:
     """Open (creating if needed) the events file for the writer thread.
 
-    The file is created with mode 0600 *before* SQLite touches it, and an existing file
-    readable by others is tightened to 0600. A file that is not an event log is refused
-    untouched.
+    The file is created with mode 0600 *before* SQLite touches it. An existing file that
+    could have been planted or altered (:mod:`pi_facegate.storage.trust`: a symbolic link,
+    another user's, writable by group or others, in a directory others may write) is
+    refused; one merely readable by others is tightened to 0600. A file that is not an
+    event log is refused untouched.
     """
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        os.close(fd)
     except OSError as exc:
         raise EventLogError(f"{path}: cannot create the event log: {exc.strerror or exc}") from exc
-    _restrict_mode(path)
+    try:
+        fd = open_private(path, EVENT_LOG, os.O_RDWR | os.O_CREAT, 0o600)
+    except FileNotFoundError as exc:  # the directory went away in between
+        raise EventLogError(f"{path}: cannot create the event log: {exc.strerror or exc}") from exc
+    try:
+        _restrict_mode(fd, path)
+    finally:
+        os.close(fd)
     conn = sqlite3.connect(
         path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None, check_same_thread=True
     )
@@ -89,8 +97,13 @@ def open_for_reading(path: Path) -> tuple[sqlite3.Connection, bool]:
 
     The file is opened with ``mode=ro``: reading never creates or changes it. A file the
     daemon created but has not set up yet has no table (``False``); a file that is not an
-    event log is an :class:`EventLogError`.
+    event log, or that could have been planted or altered (the writer's rules, except that
+    a file readable by others is read as it is), is an :class:`EventLogError`.
     """
+    try:
+        check_private_file(path, EVENT_LOG)
+    except FileNotFoundError as exc:
+        raise EventLogError(f"{path}: cannot open the event log: {exc.strerror or exc}") from exc
     uri = f"file:{quote(str(path.resolve()))}?mode=ro"
     try:
         conn = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_SECONDS)
@@ -165,11 +178,11 @@ def check_is_event_log(conn: sqlite3.Connection, path: Path, allow_empty: bool) 
     raise EventLogError(f"{path} is an SQLite file but not a pi-facegate event log")
 
 
-def _restrict_mode(path: Path) -> None:
-    """Make an existing events file private (0600) if it is not; warn when that fails."""
+def _restrict_mode(fd: int, path: Path) -> None:
+    """Make the open events file private (0600) if others may read it; warn if that fails."""
     try:
-        if path.stat().st_mode & 0o077:
-            os.chmod(path, 0o600)
+        if os.fstat(fd).st_mode & 0o077:
+            os.fchmod(fd, 0o600)
     except OSError as exc:
         LOGGER.warning("event log %s: cannot make it private (mode 0600): %s", path, exc)
 

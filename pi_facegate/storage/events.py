@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import queue
 import sqlite3
 import threading
@@ -276,8 +277,12 @@ class EventLog:
         self.path = Path(path)
 
     def exists(self) -> bool:
-        """True when the file is there (the daemon creates it when it first starts)."""
-        return self.path.is_file()
+        """True when the file is there (the daemon creates it when it first starts).
+
+        A symbolic link counts as there, even a dangling one, so that reading it is
+        refused rather than taken for "no events yet".
+        """
+        return os.path.lexists(self.path)
 
     def query(
         self,

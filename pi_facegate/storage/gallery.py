@@ -13,6 +13,11 @@ daemon reads it, possibly at the same moment, so:
 * **``busy_timeout``** (5 s by default): a writer waits for another writer instead of failing.
 * **Private files**: the database is created with mode 0600 before SQLite opens it; SQLite
   gives its ``-wal``/``-shm`` files the database's mode, and the gallery tightens them too.
+* **Trusted files only**: a gallery that is a symbolic link, owned by another user,
+  readable or writable by group or others, or in a directory others may write is refused
+  (:mod:`pi_facegate.storage.trust`), before SQLite opens it.
+* **A marker beside it** (:mod:`pi_facegate.storage.gallery_marker`) remembers that the
+  gallery existed and whether it had people: a vanished gallery is refused, not re-created.
 * **Change detection**: :meth:`Gallery.index` returns a cached, immutable
   :class:`~pi_facegate.core.matcher.GalleryIndex` and rebuilds it only when ``PRAGMA
   data_version`` (commits by other connections, any process) or this object's own commit
@@ -57,6 +62,7 @@ from pi_facegate.storage.gallery_file import (
     rw_uri,
     table_names,
 )
+from pi_facegate.storage.gallery_marker import GalleryMarker, reconcile_marker, save_marker
 from pi_facegate.storage.names import normalise_name
 
 log = logging.getLogger("pi_facegate.gallery")  # journal name: stable across moves
@@ -131,8 +137,11 @@ class Gallery:
     (list, rename, remove, ...) but refuses new embeddings. ``embedding_size`` is the
     embedder's vector length: used when creating (default 128), checked when opening if
     given (the fingerprint implies it anyway). ``create=False``
-    makes a missing file an error instead of a new gallery. Thread-safe; ``close()`` is
-    idempotent and the object is a context manager.
+    makes a missing file an error instead of a new gallery. A gallery that is missing (or an
+    empty file) where its marker says one existed is an error even with ``create``, unless
+    ``recreate`` (``facegate gallery init --force``): a lost gallery is never quietly
+    replaced by an empty one. Thread-safe; ``close()`` is idempotent and the object is a
+    context manager.
     """
 
     def __init__(
@@ -142,6 +151,7 @@ class Gallery:
         embedding_size: int | None = None,
         *,
         create: bool = True,
+        recreate: bool = False,
         timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
         self._conn: sqlite3.Connection | None = None  # close() relies on it: set first
@@ -159,15 +169,22 @@ class Gallery:
         )
         self.created = ""
         self.schema_version = SCHEMA_VERSION
+        self.marker: GalleryMarker | None = None  # this gallery's, as found at open
+        self._marker: GalleryMarker | None = None  # as it is now (None: no file, no marker)
         if self.path == MEMORY:
             self._conn = self._connect(MEMORY)
             self._setup(is_new=True)
             return
-        made_file, empty = prepare_file(self.path, create, may_create=fingerprint is not None)
+        made_file, empty = prepare_file(
+            self.path, create, may_create=fingerprint is not None, recreate=recreate
+        )
         is_new = made_file or (create and empty)
         try:
             self._conn = self._connect(rw_uri(self.path))
             self._setup(is_new=is_new)
+            self.marker, self._marker = reconcile_marker(
+                self.path, self.created, self._holds_people(), new=is_new
+            )
         except BaseException:
             self.close()
             if made_file:
@@ -183,10 +200,13 @@ class Gallery:
         embedding_size: int | None = None,
         *,
         create: bool = True,
+        recreate: bool = False,
         timeout: float = DEFAULT_TIMEOUT,
     ) -> Gallery:
         """Open (or create) the gallery at ``path``; same arguments as the constructor."""
-        return cls(path, fingerprint, embedding_size, create=create, timeout=timeout)
+        return cls(
+            path, fingerprint, embedding_size, create=create, recreate=recreate, timeout=timeout
+        )
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -243,7 +263,9 @@ class Gallery:
             )
             person_id = int(cursor.lastrowid)
             self._insert_vectors(conn, person_id, vectors, sources)
-            return self._person_by_id(conn, person_id)
+            person = self._person_by_id(conn, person_id)
+        self._note_enrolment()
+        return person
 
     def add_embeddings(
         self,
@@ -304,6 +326,12 @@ class Gallery:
             conn.execute("DELETE FROM people WHERE id = ?", (person.id,))
             return person
 
+    def emptied(self) -> bool:
+        """True when this gallery's marker says people were enrolled in it, and it holds
+        nobody now: everyone removed, or the tables emptied behind the CLI's back."""
+        m = self.marker
+        return bool(m and m.had_people and not self._holds_people())
+
     # ------------------------------------------------------------------ matching
 
     def index(self) -> GalleryIndex:
@@ -328,6 +356,16 @@ class Gallery:
             return True
 
     # ------------------------------------------------------------------ internals
+
+    def _holds_people(self) -> bool:
+        with self._read() as conn:
+            return conn.execute("SELECT EXISTS (SELECT 1 FROM people)").fetchone()[0] == 1
+
+    def _note_enrolment(self) -> None:
+        """Record in the marker that somebody was enrolled (once: it only ever turns on)."""
+        if self._marker is not None and not self._marker.had_people:
+            self._marker = GalleryMarker(self._marker.created, had_people=True)
+            save_marker(self.path, self._marker)
 
     def _connect(self, target: str) -> sqlite3.Connection:
         try:

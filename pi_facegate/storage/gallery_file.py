@@ -3,7 +3,10 @@ SQLite's errors turned into one-line :class:`~pi_facegate.exc.GalleryError` mess
 
 Kept apart from :mod:`pi_facegate.storage.gallery` (people and embeddings) because these
 rules are about the file, not its content: a file that is not a gallery is refused before
-SQLite can touch (or "repair") it, and nothing here ever modifies an existing file.
+SQLite can touch (or "repair") it, so is a file someone else could have written or read
+(:mod:`pi_facegate.storage.trust`), and so is a missing gallery that its marker
+(:mod:`pi_facegate.storage.gallery_marker`) says existed; nothing here ever modifies an
+existing file.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ import urllib.parse
 from pathlib import Path
 
 from pi_facegate.exc import GalleryError
+from pi_facegate.storage.gallery_marker import lost_gallery_message, read_marker
+from pi_facegate.storage.trust import GALLERY, check_private_dir, check_private_file
 
 log = logging.getLogger("pi_facegate.gallery")  # journal name: stable across moves
 
@@ -23,28 +28,57 @@ log = logging.getLogger("pi_facegate.gallery")  # journal name: stable across mo
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
-def prepare_file(path: Path, create: bool, may_create: bool) -> tuple[bool, bool]:
-    """Check the file at ``path`` or create it (mode 0600): (created now, empty)."""
+def check_gallery_file(path: Path, create: bool, recreate: bool = False) -> os.stat_result | None:
+    """Every check :func:`prepare_file` makes, with nothing created or changed: the file's
+    ``lstat``, or None when it is missing and may be created.
+
+    Refused (:class:`GalleryError`): a file that is not a gallery, one that could have been
+    planted (the rules of :mod:`pi_facegate.storage.trust`; readable by others too, as it
+    holds biometric data), and -- unless ``recreate`` -- a gallery that is missing or an
+    empty file while its marker says it existed. The daemon calls this before it loads any
+    model, so a refused gallery stops it at once.
+    """
     try:
-        info = path.stat()
+        info = os.lstat(path)
     except FileNotFoundError:
-        if not create:
-            raise GalleryError(f"no gallery at {path}") from None
-        if not may_create:
-            raise GalleryError(
-                f"no gallery at {path} (a new one needs the embedder's fingerprint)"
-            ) from None
-        made = create_private_file(path)
-        return made, made or is_empty(path)
+        _check_missing(path, create, recreate)
+        return None
     except OSError as exc:
         raise GalleryError(f"cannot open gallery {path}: {exc.strerror or exc}") from exc
-    if not stat.S_ISREG(info.st_mode):
+    if not (stat.S_ISREG(info.st_mode) or stat.S_ISLNK(info.st_mode)):
         raise GalleryError(f"{path} is not a pi-facegate gallery (not a regular file)")
-    if info.st_size:
+    if stat.S_ISREG(info.st_mode) and info.st_size:
         check_header(path)
-    if info.st_mode & 0o077:
-        log.warning("gallery %s is readable by other users (mode %o)", path, info.st_mode & 0o777)
+    check_private_file(path, GALLERY, info)
+    if info.st_size == 0 and not recreate:
+        marker = read_marker(path)
+        if marker is not None:
+            raise GalleryError(lost_gallery_message(path, marker, "is now an empty file"))
+    return info
+
+
+def prepare_file(
+    path: Path, create: bool, may_create: bool, recreate: bool = False
+) -> tuple[bool, bool]:
+    """Check the file at ``path`` or create it (mode 0600): (created now, empty)."""
+    info = check_gallery_file(path, create, recreate)
+    if info is None:
+        if not may_create:
+            raise GalleryError(f"no gallery at {path} (a new one needs the embedder's fingerprint)")
+        made = create_private_file(path)
+        return made, made or is_empty(path)
     return False, info.st_size == 0
+
+
+def _check_missing(path: Path, create: bool, recreate: bool) -> None:
+    """A missing gallery may be created only where no marker says one existed."""
+    if path.parent.is_dir():
+        check_private_dir(path.parent, GALLERY)
+        marker = read_marker(path)
+        if marker is not None and not recreate:
+            raise GalleryError(lost_gallery_message(path, marker, "is gone"))
+    if not create:
+        raise GalleryError(f"no gallery at {path}")
 
 
 def is_empty(path: Path) -> bool:
@@ -55,9 +89,19 @@ def is_empty(path: Path) -> bool:
 
 
 def create_private_file(path: Path) -> bool:
-    """Create an empty file readable by its owner only, before SQLite ever opens it."""
+    """Create an empty file readable by its owner only, before SQLite ever opens it.
+
+    Its directory is created (0700) if missing, and refused if another user could change
+    what is in it.
+    """
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except FileExistsError:
+        raise GalleryError(f"cannot create gallery {path}: a part of its path is a file") from None
+    except OSError as exc:
+        raise GalleryError(f"cannot create gallery {path}: {exc.strerror or exc}") from exc
+    check_private_dir(path.parent, GALLERY)
+    try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     except FileExistsError:
         if path.is_file():  # another process created it a moment ago

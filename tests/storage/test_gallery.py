@@ -332,13 +332,14 @@ def test_other_sqlite_database_is_not_a_gallery(tmp_path):
     with raw(other) as conn:
         conn.execute("CREATE TABLE things (x)")
     conn.close()
+    other.chmod(0o600)  # private, like a gallery: refused for what it holds, not its mode
     assert_refused_untouched(other, GalleryError, "not a pi-facegate gallery .*meta")
     assert other.read_bytes()[18:20] == b"\x01\x01"  # still a rollback-journal file, not WAL
 
 
 def test_empty_file_is_not_a_gallery_when_not_creating(tmp_path):
     empty = tmp_path / "empty.db"
-    empty.touch()
+    empty.touch(mode=0o600)  # as create_private_file leaves it
     assert_refused_untouched(empty, GalleryError, "not a pi-facegate gallery", create=False)
     with Gallery.open(empty, FP, D) as g:  # with create=True it becomes one
         assert g.people() == []
