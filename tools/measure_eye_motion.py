@@ -15,7 +15,7 @@ Measured (2026-12-02): NUAA 0001-0003, no live session (4) shows a blink (lowest
 0.87; sampled about every 4th webcam frame, and a blink lasts 1-2 frames at 10-15 fps),
 while of 30 print sessions two bent ones dip to 0.65 and 0.72; the two talking-head clips
 and the Hamilton walk-up (8-9 s at 25-30 fps) show no blink either (lowest 0.74-0.84,
-talking moves the lids a little). The ratios overlap (live 0.74-0.97, prints 0.65-0.97):
+talking moves the lids a little). The ratios overlap (live 0.74-0.97, prints 0.65-0.96):
 prints dip lower than any live face, and a blink threshold (0.6) catches nothing on either
 side. On this material the cue carries no evidence, so it is not fused.
 """
