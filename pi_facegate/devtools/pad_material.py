@@ -49,7 +49,7 @@ class Presentation:
 
     @property
     def name(self) -> str:
-        return f"{self.path.parent.name}/{self.path.name}" if self.frames else self.path.name
+        return f"{self.path.parent.name}/{self.path.name}"  # the kind's folder tells twins apart
 
     @property
     def is_video(self) -> bool:

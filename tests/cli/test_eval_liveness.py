@@ -73,7 +73,7 @@ def test_simulated_material_is_labelled_and_folders_need_no_subject(facedata, tm
     assert "screen_phone (SIMULATED)" in report["cues"]["fused"]["apcer"]
     assert "print_still" in report["cues"]["fused"]["apcer"]  # the folder layout's species
     assert report["door"] is None  # nobody to enrol: no door figure
-    assert report["failure_to_acquire"] == ["fire.mp4"]
+    assert report["failure_to_acquire"] == ["live/fire.mp4"]
     assert report["presentations"]["bona_fide"] == 0  # so it is in no BPCER
     assert "(SIMULATED)" in capsys.readouterr().out
 
