@@ -161,3 +161,50 @@ def test_liveness_switched_on_with_broken_models_lets_nobody_in(
     finally:
         service.close()
     assert "granted" not in kinds and "unlocked" not in kinds
+
+
+@pytest.fixture(scope="module")
+def make_attacks():
+    """tools/make_attacks.py, imported as the tools import each other."""
+    import sys
+
+    tools = str(Path(__file__).resolve().parents[2] / "tools")
+    sys.path.insert(0, tools)
+    try:
+        import make_attacks
+
+        yield make_attacks
+    finally:
+        sys.path.remove(tools)
+
+
+@pytest.mark.parametrize("kind", ["phone_moving", "tablet_still"])
+def test_a_simulated_screen_showing_the_enrolment_photo_never_unlocks(
+    facedata, state, in_process, make_attacks, kind
+):
+    """SIMULATED attack (tools/make_attacks.py): the very photo Lin-Manuel Miranda was
+    enrolled from, shown on a phone moved about or a tablet held still in front of a room."""
+    from pi_facegate.vision.images import load_image
+
+    photo = facedata / "face_recognition_examples" / "examples" / "lin-manuel-miranda.png"
+    assert cli(state, "enroll", "Lin-Manuel Miranda", str(photo)) == 0
+    image = load_image(photo)
+    faces = make_attacks.StillDetector()
+    try:
+        (face,) = faces.faces(image)
+    finally:
+        faces.close()
+    crop, box = make_attacks.crop_around_face(image, face.box)
+    background = load_image(facedata / "no_face_and_multi_face_misc" / "data" / "1.jpg")
+    frames = make_attacks.render_presentation(
+        kind, crop, np.random.default_rng(7), 50, background, face_box=box
+    )
+    folder = state / "attack"
+    folder.mkdir()
+    for i, frame in enumerate(frames):
+        cv2.imwrite(str(folder / f"{i:03d}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    events = replay(state, folder, fps=10)
+    kinds = [e.kind for e in events]
+    assert "granted" not in kinds and "unlocked" not in kinds
+    judged = [e for e in events if e.kind in ("presentation_attack", "denied")]
+    assert judged and judged[0].person == "Lin-Manuel Miranda"  # recognised, and refused
