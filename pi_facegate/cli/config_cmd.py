@@ -67,12 +67,29 @@ def cmd_check(args: argparse.Namespace) -> int:
     """Validate the file; problems go to stderr one per line, ``PATH: OK`` to stdout."""
     path = args.path or config_path(args)
     try:
-        load_config(path)
+        config = load_config(path)
+        check_against_models(config, path)
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_ERROR
     print(f"{path}: OK")
     return EXIT_OK
+
+
+def check_against_models(config, path: Path) -> None:
+    """What the schema alone cannot judge: values whose bounds come from the embedder's
+    manifest (a distance threshold means something only for the model that made it)."""
+    from pi_facegate.daemon.wiring import threshold_problem
+    from pi_facegate.exc import ModelError
+    from pi_facegate.vision.manifest import load_manifest
+
+    try:
+        manifest = load_manifest(config.embedder.model, verify=False)
+    except ModelError as exc:
+        raise ConfigError(f"{path}: embedder.model: {exc}") from exc
+    problem = threshold_problem(config, manifest["embedding"])
+    if problem:
+        raise ConfigError(f"{path}: {problem}")
 
 
 def cmd_show(args: argparse.Namespace) -> int:

@@ -185,6 +185,12 @@ class MatchingConfig(FacegateBaseModel):
         description="the second-best person must be at least this much farther (Euclidean "
         "distance) than the best; larger = stricter; null = the embedder manifest's default",
     )
+    allow_loose_threshold: bool = Field(
+        False,
+        description="true accepts a threshold looser than the embedder manifest's "
+        "loosest_threshold (its pair FAR 1e-2 point): strangers will be let in; for "
+        "experiments only",
+    )
 
 
 class QualityConfig(FacegateBaseModel):

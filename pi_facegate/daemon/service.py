@@ -504,6 +504,8 @@ class DoorService:
         self.notifier.reloading()
         try:
             new = load_config(self.options.config_path)
+            # bounds that depend on the running embedder are judged before anything applies
+            match = components.match_settings(new, self.recognizer.embedder)
         except ConfigError as exc:
             log.error("config reload rejected; keeping the running config: %s", exc)
             self._record(
@@ -533,8 +535,7 @@ class DoorService:
         if new.liveness.enabled and self.texture is None:
             self._load_texture(new)
         self.recognizer.limits = components.quality_limits(new)
-        embedder = self.recognizer.embedder
-        self.threshold, self.min_margin = components.match_settings(new, embedder)
+        self.threshold, self.min_margin = match
         if needs_restart:
             log.warning(
                 "config applied; these changes take effect only after a restart: %s",

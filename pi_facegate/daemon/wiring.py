@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from pathlib import Path
 
 from pi_facegate.config.schema import Config
@@ -20,6 +21,7 @@ from pi_facegate.core.policy import AccessPolicy
 from pi_facegate.core.quality import QualityLimits
 from pi_facegate.door.controller import DoorController
 from pi_facegate.door.pins import make_pin_factory
+from pi_facegate.exc import ConfigError
 from pi_facegate.storage.gallery import Gallery
 from pi_facegate.vision.antispoof import TextureLiveness
 from pi_facegate.vision.detection.factory import create_detector
@@ -27,6 +29,8 @@ from pi_facegate.vision.embedder import Embedder
 from pi_facegate.vision.landmarks import DEFAULT_LANDMARKS, LandmarkRefiner
 from pi_facegate.vision.manifest import Manifest, load_manifest
 from pi_facegate.vision.recognizer import Recognizer
+
+log = logging.getLogger("pi_facegate.service")
 
 
 def build_detector(config: Config, video: bool = False) -> Detector:
@@ -106,13 +110,49 @@ def build_recognizer(
 
 
 def match_settings(config: Config, embedder: Embedder) -> tuple[float, float]:
-    """(threshold, min_margin): the config's, else the embedder manifest's defaults."""
+    """(threshold, min_margin): the config's, else the embedder manifest's defaults.
+
+    :raises ConfigError: the threshold is looser than the manifest allows (see
+        :func:`threshold_problem`): a config that lets strangers in never runs by accident.
+    """
     defaults = embedder.manifest["embedding"]
+    problem = threshold_problem(config, defaults)
+    if problem:
+        raise ConfigError(problem)
     threshold = config.matching.threshold
     margin = config.matching.min_margin
     return (
         float(defaults["threshold"] if threshold is None else threshold),
         float(defaults.get("min_margin", 0.0) if margin is None else margin),
+    )
+
+
+def threshold_problem(config: Config, embedding: dict) -> str | None:
+    """Why ``matching.threshold`` is refused for an embedder, or ``None``.
+
+    Distances mean something only for the model that made them, so the bound comes from
+    its manifest: ``loosest_threshold``, the distance at which one stranger pair in a
+    hundred already matches on its calibration split. Above it the door lets in strangers
+    (``threshold: 2.0`` matched Obama as Lin-Manuel Miranda); ``allow_loose_threshold``
+    says it is meant.
+    """
+    threshold, loosest = config.matching.threshold, embedding.get("loosest_threshold")
+    if threshold is None or loosest is None or threshold <= float(loosest):
+        return None
+    if config.matching.allow_loose_threshold:
+        log.warning(
+            "matching.threshold %s is looser than the embedder's loosest_threshold %s "
+            "(allow_loose_threshold: true): strangers will be let in",
+            threshold,
+            loosest,
+        )
+        return None
+    return (
+        f"matching.threshold {threshold} is looser than {loosest}, the embedder's "
+        "loosest_threshold (one stranger pair in a hundred already matches there on its "
+        "calibration split): strangers would be let in. Use a value <= "
+        f"{loosest}, or null for the manifest's {embedding.get('threshold')}; to accept "
+        "it deliberately set matching.allow_loose_threshold: true"
     )
 
 

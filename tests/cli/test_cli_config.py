@@ -202,3 +202,33 @@ def test_gallery_option_wins_over_config_and_config_over_state_dir(tmp_path):
     assert (state / "logs").is_dir()
     args.gallery = tmp_path / "cli.db"  # a command's --gallery option
     assert gallery_path(args, config) == tmp_path / "cli.db"
+
+
+def test_a_threshold_looser_than_the_embedder_allows_is_refused(tmp_path, capsys):
+    """Issue 15 bug 7: ``threshold: 2.0`` passed ``config check`` and let Obama in as
+    Lin-Manuel Miranda. The bound is the embedder manifest's loosest_threshold (0.66)."""
+    loose = tmp_path / "loose.yaml"
+    loose.write_text("matching:\n  threshold: 2.0\n")
+    assert main(["config", "check", str(loose)]) == 1
+    err = capsys.readouterr().err
+    assert "loosest_threshold" in err and "0.66" in err and "allow_loose_threshold: true" in err
+    edge = tmp_path / "edge.yaml"
+    edge.write_text("matching:\n  threshold: 0.66\n")
+    assert main(["config", "check", str(edge)]) == 0
+    meant = tmp_path / "meant.yaml"
+    meant.write_text("matching:\n  threshold: 2.0\n  allow_loose_threshold: true\n")
+    assert main(["config", "check", str(meant)]) == 0
+
+
+def test_a_loose_threshold_lets_a_stranger_in_only_when_allowed(facedata, tmp_path, capsys):
+    examples = facedata / "face_recognition_examples" / "examples"
+    state = tmp_path / "state"
+    base = ["--state-dir", str(state)]
+    assert main(["enroll", "Lin-Manuel Miranda", str(examples / "lin-manuel-miranda.png"), *base]) == 0
+    loose = tmp_path / "loose.yaml"
+    loose.write_text("matching:\n  threshold: 2.0\n  min_margin: 0.0\n")
+    assert main(["identify", str(examples / "obama.jpg"), "--config", str(loose), *base]) == 1
+    assert "loosest_threshold" in capsys.readouterr().err
+    loose.write_text("matching:\n  threshold: 2.0\n  min_margin: 0.0\n  allow_loose_threshold: true\n")
+    assert main(["identify", str(examples / "obama.jpg"), "--config", str(loose), "--json", *base]) == 0
+    assert "Lin-Manuel Miranda" in capsys.readouterr().out  # what the bound is there to stop

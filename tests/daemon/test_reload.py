@@ -69,3 +69,23 @@ def test_liveness_switched_on_by_a_reload_loads_its_models(lin_frames, tmp_path)
         assert service.texture is not None and service.policy.require_liveness
     finally:
         service.close()
+
+
+def test_a_reload_to_a_looser_threshold_than_the_embedder_allows_is_rejected(lin_frames, tmp_path):
+    """Issue 15 bug 7: a live reload to ``threshold: 2.0`` was applied; now it is rejected
+    as a whole and the running threshold stays."""
+    config = tmp_path / "config.yaml"
+    camera = f"camera:\n  type: replay\n  detect_width: 320\n  replay:\n    path: {lin_frames}\n"
+    config.write_text(camera)
+    options = RunOptions(config_path=config, state_dir=tmp_path, simulate_gpio=True)
+    kinds: list[str] = []
+    service = DoorService(options, load_config(config), on_event=lambda k, f: kinds.append(k))
+    service.start()
+    try:
+        before = (service.threshold, service.min_margin, service.config)
+        config.write_text(camera + "matching:\n  threshold: 2.0\n  min_margin: 0.0\n")
+        assert not service.reload()
+        assert (service.threshold, service.min_margin, service.config) == before
+        assert kinds[-1] == "config_rejected"
+    finally:
+        service.close()
