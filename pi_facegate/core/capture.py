@@ -399,17 +399,21 @@ class EnrolmentRequest:
 def lookalike(
     index: GalleryIndex, embeddings: np.ndarray, threshold: float, min_margin: float, name: str
 ) -> tuple[str, float] | None:
-    """``(person, distance)`` if any of ``embeddings`` is within ``threshold`` of someone
-    other than ``name``; else None.
+    """``(person, distance)`` if any of ``embeddings`` would be *recognised* as someone other
+    than ``name`` (names compared casefolded); else None.
 
-    Deliberately stricter than recognition (no margin needed): storing a face that is
-    already close to somebody else would make both of them doubtful at the door.
+    The one lookalike rule of every enrolment (photos, the door, ``enroll --camera``): a new
+    face that the door would already take for another person (threshold and margin, the
+    rule that opens the door) is either that person again under a second name or a
+    lookalike who would be let in as them. A face merely within the threshold of two
+    similar people (siblings, one camera's grey faces) is not recognised as either, and
+    the margin keeps them apart at the door too.
     """
     if len(index) == 0 or len(embeddings) == 0:
         return None
     own = name.casefold()
     for match in search(index, embeddings, threshold, min_margin):
-        if match is not None and match.within_threshold and match.name.casefold() != own:
+        if match is not None and match.recognised and match.name.casefold() != own:
             return match.name, match.distance
     return None
 

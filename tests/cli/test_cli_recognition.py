@@ -216,3 +216,15 @@ def test_an_update_must_show_the_same_person_and_may_follow_the_name(capsys, fac
         for p in json.loads(run(capsys, "people", "list", "--gallery", str(gallery), "--json")[1])
     }
     assert people["Barack Obama"]["embedding_count"] == 2
+
+
+def test_the_lookalike_rule_ignores_the_case_of_the_name(capsys, facedata, gallery):
+    """One rule everywhere (issue 15 bug 4): updating "barack obama" with his own photo is
+    an update of Barack Obama, not a lookalike of him (the photo path compared names
+    case-sensitively and refused it, while the door's rule casefolded)."""
+    examples = facedata / "face_recognition_examples" / "examples"
+    assert enroll(capsys, gallery, "Barack Obama", examples / "obama.jpg")[0] == 0
+    code, _, err = enroll(capsys, gallery, "barack obama", examples / "obama2.jpg", extra=("--update",))
+    assert code == 0, err
+    code, _, err = enroll(capsys, gallery, "BARRY", examples / "obama-480p.jpg")
+    assert code == 1 and "already matches 'Barack Obama'" in err

@@ -16,8 +16,7 @@ import argparse
 import numpy as np
 
 from pi_facegate.cli.common import analyse_photos, print_json, setup
-from pi_facegate.core.capture import update_mismatch
-from pi_facegate.core.matcher import search
+from pi_facegate.core.capture import lookalike, update_mismatch
 from pi_facegate.daemon import wiring as components
 from pi_facegate.exc import (
     DuplicatePersonError,
@@ -106,13 +105,15 @@ def enroll(args: argparse.Namespace) -> int:
 def _refuse_lookalikes(
     index, vectors: np.ndarray, name: str, threshold: float, margin: float
 ) -> None:
-    """Raise if any new face would be recognised as somebody other than ``name``."""
-    for match in search(index, vectors, threshold, margin):
-        if match is not None and match.recognised and match.name != name:
-            raise DuplicatePersonError(
-                f"this face already matches {match.name!r} (distance {match.distance:.3f}); "
-                "nothing stored. Use --force if they really are different people"
-            )
+    """Raise if any new face would be recognised as somebody other than ``name`` (the one
+    lookalike rule, :func:`~pi_facegate.core.capture.lookalike`)."""
+    found = lookalike(index, vectors, threshold, margin, name)
+    if found is not None:
+        other, distance = found
+        raise DuplicatePersonError(
+            f"this face already matches {other!r} (distance {distance:.3f}); "
+            "nothing stored. Use --force if they really are different people"
+        )
 
 
 def _refuse_several_people(vectors: np.ndarray, images: list[str], threshold: float) -> None:
