@@ -368,6 +368,9 @@ class DoorService:
         enrolment = self.enrolment.describe()
         if enrolment is not None:
             text += f", {enrolment}"
+        trouble = self.events.trouble if self.events is not None else None
+        if trouble is not None:  # e.g. a full disk: events wait in memory, the door runs
+            text += f", {trouble}"
         return text
 
     def _refresh_gallery(self, now: float) -> None:

@@ -34,6 +34,7 @@ KINDS = (
     "config_rejected",
     "camera_error",
     "camera_recovered",
+    "events_lost",
     "gallery_changed",
     "enrolment_armed",
     "enrolment_started",

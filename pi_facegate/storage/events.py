@@ -10,7 +10,12 @@ rows and deletes the oldest after every batch it writes.
 SQLite connection and takes events from a bounded queue, so :meth:`EventWriter.record`
 never waits for the disk: the frame loop calls it and moves on. When the queue is full the
 event is dropped from the file, counted (:attr:`EventWriter.dropped`) and a warning is
-logged (at most one per ten seconds). Every event is also logged through :mod:`logging`
+logged (at most one per ten seconds). When the *disk* fails (full, read-only, I/O error),
+the events that could not be written wait in a bounded backlog, in order, and the worker
+retries every few seconds: nothing is lost while the backlog holds (``backlog_size``
+events), :attr:`EventWriter.trouble` says what is wrong (the daemon puts it in its status
+text), and once the file takes writes again the backlog is written first and, if the
+backlog overflowed, an ``events_lost`` event records how many of the oldest were lost. Every event is also logged through :mod:`logging`
 (logger ``pi_facegate.events``, a name kept stable for the journal) *before* it is queued,
 so even a dropped event reaches the journal. Its upper-case ``extra`` fields (``EVENT_KIND``, ``PERSON``, ``DISTANCE``,
 ``MARGIN``, ``DETAIL``) become journal fields: ``systemd.journal.JournalHandler`` (235)
@@ -35,6 +40,7 @@ import queue
 import sqlite3
 import threading
 import time
+from collections import deque
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -79,6 +85,10 @@ class EventWriter:
     drop_warning_interval = 10.0
     #: events written in one transaction at most
     batch_size = 200
+    #: events kept for a retry while the disk refuses writes (the oldest go beyond it)
+    backlog_size = 10_000
+    #: seconds between two attempts to write the backlog
+    retry_interval = 2.0
 
     def __init__(self, path: str | Path, max_events: int = 100_000, queue_size: int = 1000):
         # Everything close() and record() rely on exists before anything can raise.
@@ -87,8 +97,13 @@ class EventWriter:
         self._stopped = False
         self._cond = threading.Condition()
         self._queued = self._processed = self._written = self._failed = self._dropped = 0
+        self._backlog_count = 0
         self._last_drop_warning = -math.inf
         self._last_error_log = -math.inf
+        self._backlog: deque[Event] = deque()  # written by the worker only
+        self._lost = 0  # backlog overflow not yet recorded as an events_lost event
+        self._lost_total = 0
+        self._trouble: str | None = None
         if isinstance(max_events, bool) or int(max_events) != max_events or max_events < 1:
             raise ValueError(f"max_events must be a whole number >= 1, got {max_events!r}")
         if isinstance(queue_size, bool) or int(queue_size) != queue_size or queue_size < 1:
@@ -191,9 +206,22 @@ class EventWriter:
 
     @property
     def failed(self) -> int:
-        """Events lost to a database error while writing (each logged as an error)."""
+        """Events lost to a database error: the oldest of a full backlog, and what was
+        still in the backlog when the writer stopped (each is in the journal)."""
         with self._cond:
             return self._failed
+
+    @property
+    def backlog(self) -> int:
+        """Events waiting for the disk to take writes again."""
+        with self._cond:
+            return self._backlog_count
+
+    @property
+    def trouble(self) -> str | None:
+        """What stops events reaching the file now (``None``: nothing)."""
+        with self._cond:
+            return self._trouble
 
     @property
     def pending(self) -> int:
@@ -227,41 +255,93 @@ class EventWriter:
                 self._cond.notify_all()
 
     def _serve(self, conn: sqlite3.Connection) -> None:
-        """Write batches until the stop mark (``None``) arrives."""
+        """Write batches until the stop mark (``None``) arrives; retry a backlog meanwhile."""
         while True:
-            batch = [self._queue.get()]
+            try:
+                first = self._queue.get(timeout=self.retry_interval if self._backlog else None)
+            except queue.Empty:  # nothing new: try the backlog again
+                self._write(conn, [])
+                continue
+            batch = [first]
             while batch[-1] is not None and len(batch) < self.batch_size:
                 try:
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
             events = [e for e in batch if e is not None]
-            if events:
+            if events or self._backlog:
                 self._write(conn, events)
             if batch[-1] is None:
+                self._give_up()
                 return
 
     def _write(self, conn: sqlite3.Connection, events: list[Event]) -> None:
-        """Insert ``events`` in one transaction, then trim the table to ``max_events``."""
-        ok = False
+        """Write the backlog and ``events`` in order in one transaction, then trim the table
+        to ``max_events``; on a database error keep them in the (bounded) backlog."""
+        todo = [*self._backlog, *events]
+        if self._lost:
+            todo.append(make_event("events_lost", detail={"events": self._lost}))
         try:
-            write_batch(conn, events, self.max_events)
-            ok = True
+            write_batch(conn, todo, self.max_events)
         except sqlite3.Error as exc:
-            now = time.monotonic()
-            if now - self._last_error_log >= self.drop_warning_interval:
-                self._last_error_log = now
-                LOGGER.error(
-                    "event log %s: cannot write %d event(s): %s", self.path, len(events), exc
-                )
-        finally:
-            with self._cond:
-                self._processed += len(events)
-                if ok:
-                    self._written += len(events)
-                else:
-                    self._failed += len(events)
-                self._cond.notify_all()
+            self._backlog.extend(events)
+            overflow = max(0, len(self._backlog) - self.backlog_size)
+            for _ in range(overflow):  # the oldest go: the newest say what happens now
+                self._backlog.popleft()
+            self._held(events, overflow, exc)
+            return
+        written = len(self._backlog) + len(events)
+        recovered = self._trouble is not None
+        held = len(self._backlog)
+        self._backlog.clear()
+        with self._cond:
+            self._processed += len(events)
+            self._written += written
+            self._backlog_count = 0
+            self._lost = 0
+            self._trouble = None
+            self._cond.notify_all()
+        if recovered:
+            LOGGER.warning(
+                "event log %s: writable again; %d held event(s) written", self.path, held
+            )
+
+    def _held(self, events: list[Event], overflow: int, exc: sqlite3.Error) -> None:
+        """``events`` wait in the backlog; ``overflow`` of the oldest were lost."""
+        with self._cond:
+            self._processed += len(events)  # handled: in the backlog, or counted as lost
+            self._failed += overflow
+            self._lost += overflow
+            self._lost_total += overflow
+            self._backlog_count = len(self._backlog)
+            self._trouble = f"cannot write the event log: {exc} ({len(self._backlog)} held)"
+            self._cond.notify_all()
+        now = time.monotonic()
+        if now - self._last_error_log >= self.drop_warning_interval:
+            self._last_error_log = now
+            LOGGER.error(
+                "event log %s: cannot write: %s; %d event(s) held for a retry, %d lost so far "
+                "(all of them are in the system log)",
+                self.path,
+                exc,
+                len(self._backlog),
+                self._lost_total,
+            )
+
+    def _give_up(self) -> None:
+        """At stop: what the disk never took is lost from the file (it is in the journal)."""
+        if not self._backlog:
+            return
+        count = len(self._backlog)
+        LOGGER.error(
+            "event log %s: stopping with %d event(s) never written (in the system log only)",
+            self.path,
+            count,
+        )
+        with self._cond:
+            self._failed += count
+            self._backlog_count = 0
+        self._backlog.clear()
 
 
 class EventLog:
