@@ -20,7 +20,7 @@ from pi_facegate.devtools.bench.frames import Reference, parse_size
 from pi_facegate.devtools.bench.gallery_search import SEARCH_EMBEDDINGS
 from pi_facegate.devtools.bench.peer import PEERS
 from pi_facegate.devtools.bench.pipeline import STAGES
-from pi_facegate.devtools.bench.run import BenchOptions, run_bench
+from pi_facegate.devtools.bench.run import BenchOptions, resolve_inputs, run_bench
 from pi_facegate.exc import UsageError
 
 
@@ -83,10 +83,26 @@ def register(subparsers, parents) -> None:
         help="random people (5 embeddings each) added to the run's gallery, to time matching "
         "at that size; they never match a real face (default 0)",
     )
+    p.add_argument(
+        "--soak",
+        type=float,
+        metavar="MINUTES",
+        help="instead of timing: run the real daemon on the clip in a loop this long and "
+        "report the growth of its memory and open files per hour",
+    )
+    p.add_argument(
+        "--interval",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="with --soak: seconds between two samples (default 60)",
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.soak is not None:
+        return run_soak(args)
     _, config = context.resolve_config(args)
     options = BenchOptions(
         frames=args.frames,
@@ -109,6 +125,34 @@ def run(args: argparse.Namespace) -> int:
         args.json.write_text(text + "\n")
     print(format_report(report))
     return 0
+
+
+def run_soak(args: argparse.Namespace) -> int:
+    """``--soak``: the daemon on the clip in a loop; RSS and descriptors per hour."""
+    from pi_facegate.devtools.bench.soak import soak
+
+    if not 0 < args.soak <= 24 * 60 or not 1 <= args.interval <= 3600:
+        raise UsageError("--soak takes 0..1440 minutes and --interval 1..3600 seconds")
+    options = resolve_inputs(BenchOptions(frames=args.frames, references=_references(args)))
+    if len(options.references) != 1:
+        raise UsageError("--soak enrols one person: give --frames with one --enrol and --name")
+    reference = options.references[0]
+    say = lambda line: print(line, file=sys.stderr)  # noqa: E731
+    say(f"soaking the daemon on {options.frames} for {args.soak:g} min")
+    report = soak(options.frames, reference.path, reference.name, args.soak, args.interval, say)
+    data = report.as_dict()
+    if args.json is not None:
+        text = json.dumps(data, indent=2)
+        print(text) if str(args.json) == "-" else args.json.write_text(text + "\n")
+    rss, fds = data["rss_mib_per_hour"], data["fds_per_hour"]
+    first, last = report.samples[0], report.samples[-1]
+    print(
+        f"soak {last.seconds / 60:.1f} min, {len(report.samples)} samples, {report.grants} grants; "
+        f"RSS {first.rss_mib:.1f} -> {last.rss_mib:.1f} MiB, descriptors {first.fds} -> {last.fds}"
+    )
+    slope = "n/a (too few samples)" if rss is None else f"{rss:+.2f} MiB/h, {fds:+.2f} fds/h"
+    print(f"after the warm-up (first {100 * data['warmup_share']:.0f} %): {slope}")
+    return 0 if report.exit_code == 0 else 1
 
 
 def format_report(report: dict[str, Any]) -> str:

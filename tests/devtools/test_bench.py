@@ -309,3 +309,20 @@ def test_search_timing_and_the_matcher_tool():
         "300 people x 5 = 1500 embeddings" in tool.stdout
         and "search, 1 queries per call" in tool.stdout
     )
+
+
+def test_soak_samples_the_real_daemon_and_reports_slopes(facedata, tmp_path, capsys):
+    """A short soak: the daemon as a child process, looping the clip, sampled from /proc."""
+    out = tmp_path / "soak.json"
+    assert main(["bench", "--soak", "0.25", "--interval", "3", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert len(report["samples"]) >= 4 and report["exit_code"] == 0
+    assert all(s["rss_mib"] > 50 and s["fds"] > 3 for s in report["samples"])
+    assert report["grants"] >= 1  # the loop really ran the door: Lin-Manuel Miranda let in
+    assert report["rss_mib_per_hour"] is not None
+    assert "MiB/h" in capsys.readouterr().out
+
+
+def test_soak_refuses_nonsense(capsys):
+    assert main(["bench", "--soak", "0"]) == 2
+    assert "--soak takes" in capsys.readouterr().err
