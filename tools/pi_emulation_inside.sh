@@ -14,7 +14,10 @@
 #     (Lin-Manuel Miranda walks into view: denied while unsure, then granted); the daemon's log
 #     must name EXPECTED_BACKEND as the face detector;
 #  5. `facegate events --json` must hold exactly one grant, for Lin-Manuel Miranda, and the
-#     relay's unlock and relock.
+#     relay's unlock and relock;
+#  6. `facegate doctor` runs (exit 1 or 2: no camera, GPIO or systemd in the chroot) and, with
+#     --replay FRAMES, passes python, detector (EXPECTED_BACKEND), config, models, gallery,
+#     event log and camera; `facegate status` says the daemon stopped (exit 1).
 # Prints "SUMMARY CPU ..." lines with the wall time of each step and the emulated time per
 # frame, and "RESULT CPU ok" last; exits non-zero on the first failure.
 set -euo pipefail
@@ -203,6 +206,53 @@ print(f"{seconds / frames * 1000:.0f}")
 EOF
 ) || fail "the event log does not show the right decision"
 say "event log: one grant for Lin-Manuel Miranda, the relay unlocked and relocked"
+
+# 6. ---------------------------------------------------------------- doctor and status
+# `facegate doctor` the way the README tells a Pi user to run it. The chroot has no camera, no
+# GPIO chip and no running systemd, so it exits 1 or 2 and those lines are not asserted; the
+# ones that must pass are python, detector (EXPECT's backend), config, models, gallery (the
+# three people), event log, and with --replay the camera. `facegate status` reads the status
+# file the daemon left: it must say "stopped" (exit 1).
+set +e
+as_facegate facegate doctor >"$WORK/doctor.txt"
+doctor_rc=$?
+as_facegate facegate doctor --json --replay "$frames" >"$WORK/doctor.json"
+as_facegate facegate status >"$WORK/status.txt"
+status_rc=$?
+set -e
+cat "$WORK/doctor.txt"
+case "$doctor_rc" in
+  1 | 2) say "facegate doctor exited with status $doctor_rc (no camera, no GPIO, no systemd here)" ;;
+  *) fail "facegate doctor exited with status $doctor_rc (want 1 or 2 here)" ;;
+esac
+"$PY" - "$WORK/doctor.json" "$EXPECT" <<'EOF' || fail "facegate doctor --replay (above)"
+import json
+import sys
+
+findings = {f["check"]: f for f in json.load(open(sys.argv[1]))}
+want = {
+    "python": "pi-facegate ",
+    "detector": f"-> {sys.argv[2]} (",
+    "config": ": OK",
+    "models": "match the sha256",
+    "gallery": ": 3 people (3 let in)",
+    "event log": " events, the latest ",
+    "camera": "opens and delivers",
+}
+for f in findings.values():
+    print(f"doctor --replay: {f['status']:7} {f['check']}: {f['finding']}"[:200])
+problems = [
+    f"{check}: {findings.get(check)}"
+    for check, text in want.items()
+    if findings.get(check, {}).get("status") != "ok" or text not in findings[check]["finding"]
+]
+sys.exit("doctor: " + "; ".join(problems) if problems else 0)
+EOF
+cat "$WORK/status.txt"
+if [ "$status_rc" != 1 ] || ! grep -q "NOT RUNNING: stopped" "$WORK/status.txt"; then
+  fail "facegate status after the run: want 'NOT RUNNING: stopped' and status 1, got status $status_rc"
+fi
+say "doctor: python, detector ($EXPECT), config, models, gallery, event log, replayed camera ok; status: stopped"
 
 backend=$(awk '{print $3}' <<<"$backend_line" | tr -d ,)
 printf 'SUMMARY %s detector=%s mediapipe_made_directly=%s enrol_3_photos=%ss identify_3_photos=%ss replay_%s_frames=%ss per_frame=%sms\n' \

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pi_facegate import __version__
+from pi_facegate.cli import native_logs
 from pi_facegate.exc import FacegateError, UsageError
 
 # Subcommand modules, in the order `--help` lists them. A module that does not exist yet
@@ -32,6 +33,8 @@ COMMAND_MODULES = (
     "people",
     "gallery_cmd",
     "events",
+    "status",
+    "doctor",
     "config_cmd",
     "eval_cmd",
     "bench",
@@ -93,16 +96,17 @@ def setup_logging(verbosity: int) -> None:
 def native_environment() -> None:
     """Settings the native libraries read once, when they load; an operator's own win.
 
-    TensorFlow Lite's and MediaPipe's C++ INFO chatter stays off the terminal and journal.
-    OpenBLAS gets one thread: its threads otherwise fight the embedder for the Pi's cores
-    (measured with ``facegate bench --strangers``: a 10k gallery search went from 6.6 to
-    0.7 ms and the next embedding from 15 to 10 ms on 2 cores).
+    TensorFlow Lite's, MediaPipe's and OpenCV's C++ INFO chatter stays off the terminal and
+    journal (what they print regardless is filtered by :mod:`pi_facegate.cli.native_logs`;
+    with ``FACEGATE_NATIVE_LOGS=1`` their own levels are left alone too). OpenBLAS gets one
+    thread: its threads otherwise fight the embedder for the Pi's cores (measured with
+    ``facegate bench --strangers``: a 10k gallery search went from 6.6 to 0.7 ms and the next
+    embedding from 15 to 10 ms on 2 cores).
     """
-    for key, value in (
-        ("TF_CPP_MIN_LOG_LEVEL", "2"),
-        ("GLOG_minloglevel", "2"),
-        ("OPENBLAS_NUM_THREADS", "1"),
-    ):
+    quiet = {"TF_CPP_MIN_LOG_LEVEL": "2", "GLOG_minloglevel": "2", "OPENCV_LOG_LEVEL": "ERROR"}
+    if native_logs.wanted():
+        quiet = {}
+    for key, value in {**quiet, "OPENBLAS_NUM_THREADS": "1"}.items():
         os.environ.setdefault(key, value)
 
 
@@ -148,5 +152,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run() -> None:
-    """Console-script entry point."""
+    """Console-script entry point: native log noise filtered from here on, then ``main``."""
+    native_logs.install()
     sys.exit(main())

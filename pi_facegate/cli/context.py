@@ -19,6 +19,7 @@ import os
 from pathlib import Path
 
 from pi_facegate import paths
+from pi_facegate.cli import native_logs
 from pi_facegate.config.loader import load_config
 from pi_facegate.config.schema import Config
 
@@ -32,9 +33,16 @@ def config_path(args: argparse.Namespace) -> Path:
 
 
 def resolve_config(args: argparse.Namespace) -> tuple[Path, Config]:
-    """``(path, config)``; a :class:`~pi_facegate.exc.ConfigError` names every problem."""
+    """``(path, config)``; a :class:`~pi_facegate.exc.ConfigError` names every problem.
+
+    ``logging.level: DEBUG`` shows the native libraries' own log lines from here on, for
+    every command (:mod:`pi_facegate.cli.native_logs`).
+    """
     path = config_path(args)
-    return path, load_config(path)
+    config = load_config(path)
+    if config.logging.level == "DEBUG":
+        native_logs.show()
+    return path, config
 
 
 def resolve_state_dir(args: argparse.Namespace, config: Config | None = None) -> Path:

@@ -5,9 +5,10 @@ One helper for every table the commands print (``people list``, ``events``, ``ev
 columns are two spaces apart, numbers are right-aligned and text left-aligned, and lines
 carry no trailing spaces (a left-aligned last column is not padded).
 
-It depends on nothing but the standard library, so :mod:`pi_facegate.devtools` may use it
-too without an import cycle: importing :mod:`pi_facegate.cli` runs only its light
-``__init__`` (the subcommands are imported when the parser is built).
+It depends on nothing but the standard library (and the event record's stdlib-only number
+rounding), so :mod:`pi_facegate.devtools` may use it too without an import cycle: importing
+:mod:`pi_facegate.cli` runs only its light ``__init__`` (the subcommands are imported when
+the parser is built).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
+
+from pi_facegate.storage.event_record import rounded
 
 LEFT, RIGHT = "<", ">"
 
@@ -62,13 +65,16 @@ def format_table(
 
 
 def format_detail(detail: Mapping[str, Any]) -> str:
-    """``key=value`` pairs for humans; strings bare, everything else as JSON."""
+    """``key=value`` pairs for humans; strings bare, everything else as JSON, with floats
+    rounded to 3 significant digits (``unlocked_for=3.0``; ``--json`` keeps every digit)."""
     parts = []
     for key, value in detail.items():
         shown = (
             value
             if isinstance(value, str)
-            else json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+            else json.dumps(
+                rounded(value), separators=(",", ":"), ensure_ascii=False, allow_nan=False
+            )
         )
         parts.append(f"{key}={shown}")
     return printable(" ".join(parts))

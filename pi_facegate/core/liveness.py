@@ -212,6 +212,7 @@ class LivenessJudge:
     def __init__(self, settings: LivenessSettings | None = None) -> None:
         self.settings = settings or LivenessSettings()
         self._tracks: dict[int, TrackLiveness] = {}
+        self._latest: tuple[int, LivenessResult] | None = None  # for the status file
 
     def track(self, track_id: int, now: float) -> TrackLiveness:
         """The evidence of ``track_id``, started now if the track is new."""
@@ -232,13 +233,23 @@ class LivenessJudge:
         mesh: np.ndarray | None = None,
     ) -> LivenessResult:
         """Add one frame's evidence of ``track_id`` and return its verdict so far."""
-        return self.track(track_id, now).add(now, texture, mesh)
+        result = self.track(track_id, now).add(now, texture, mesh)
+        self._latest = (track_id, result)
+        return result
+
+    def latest(self) -> tuple[int, LivenessResult] | None:
+        """The track judged last and its verdict, while that track lasts (``facegate
+        status`` shows what the face at the door is waiting for)."""
+        if self._latest is None or self._latest[0] not in self._tracks:
+            return None
+        return self._latest
 
     def forget(self, track_id: int) -> None:
         self._tracks.pop(track_id, None)
 
     def reset(self) -> None:
         self._tracks.clear()
+        self._latest = None
 
     def __len__(self) -> int:
         return len(self._tracks)

@@ -30,6 +30,7 @@ KINDS = (
     "door_closed",
     "door_forced",
     "door_held_open",
+    "alarm",
     "config_reloaded",
     "config_rejected",
     "camera_error",
@@ -82,9 +83,11 @@ class Event:
     def message(self) -> str:
         """One human line for the log, e.g. ``granted alice (distance 0.412, margin 0.180)``.
 
-        The detail follows as ``key=value`` pairs (strings bare, everything else as JSON).
-        This is the journal's wording, owned here so that it stays stable for whoever greps
-        the journal; the terminal's rendering is :func:`pi_facegate.cli.table.format_detail`.
+        The detail follows as ``key=value`` pairs (strings bare, everything else as JSON,
+        numbers :func:`rounded` for a reader: ``unlocked_for=3.0``, not
+        ``3.0004558310000107``; the journal's ``DETAIL`` field and the file keep full
+        precision). This is the journal's wording, owned here so that it stays stable for
+        whoever greps the journal; the terminal's rendering is :func:`pi_facegate.cli.table.format_detail`.
         """
         text = self.kind if self.person is None else f"{self.kind} {self.person}"
         figures = [
@@ -96,7 +99,7 @@ class Event:
             text += f" ({', '.join(figures)})"
         if self.detail:
             text += " " + " ".join(
-                f"{key}={value if isinstance(value, str) else _dumps(value)}"
+                f"{key}={value if isinstance(value, str) else _dumps(rounded(value))}"
                 for key, value in self.detail.items()
             )
         return text
@@ -152,6 +155,25 @@ def make_event(
         margin=_finite(margin),
         detail=_json_safe(merged),
     )
+
+
+def rounded(value: Any, digits: int = 3) -> Any:
+    """``value`` with every float rounded to ``digits`` significant digits for a reader,
+    never rounding away whole units: 3.0004558 -> 3.0, 0.98861 -> 0.989, 0.064812 -> 0.0648,
+    1234.567 -> 1235.0. Lists and mappings are rounded throughout; anything else is kept.
+
+    Only for showing: what is stored (and ``--json``) keeps full precision.
+    """
+    if isinstance(value, float):
+        if value == 0 or not math.isfinite(value):
+            return value
+        decimals = max(0, digits - 1 - math.floor(math.log10(abs(value))))
+        return round(value, decimals)
+    if isinstance(value, Mapping):
+        return {key: rounded(item, digits) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [rounded(item, digits) for item in value]
+    return value
 
 
 def _dumps(value: Any) -> str:
