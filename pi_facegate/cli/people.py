@@ -1,14 +1,23 @@
-"""``facegate people``: list and manage enrolled people (no model is loaded for these)."""
+"""``facegate people``: list and manage enrolled people (no model is loaded for these).
+
+``people set`` changes a person's access rules -- a schedule of the config, the dates access
+is valid between, a note -- in one gallery transaction; the running daemon applies it at its
+next gallery poll (within a second), like an enrolment.
+"""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-from datetime import datetime
+from datetime import date, datetime
 
+from pi_facegate.cli import context
 from pi_facegate.cli.common import add_gallery_option, add_json_option, print_json, setup
 from pi_facegate.cli.table import format_table
+from pi_facegate.config.schema import Config
 from pi_facegate.daemon import wiring as components
+from pi_facegate.exc import UsageError
+from pi_facegate.storage.access_rules import KEEP
 
 
 def register(subparsers, parents) -> None:
@@ -31,6 +40,36 @@ def register(subparsers, parents) -> None:
     action("disable", "keep a person but deny them access", "NAME")
     action("approve", "give a pending person (captured at the door unarmed) access", "NAME")
     action("remove", "delete a person and all their embeddings", "NAME")
+    _add_set_options(action("set", "set a person's schedule, valid dates or note", "NAME"))
+
+
+def _add_set_options(sub: argparse.ArgumentParser) -> None:
+    which = sub.add_mutually_exclusive_group()
+    which.add_argument(
+        "--schedule", metavar="NAME", help="let them in only inside this schedule of the config"
+    )
+    which.add_argument(
+        "--no-schedule", action="store_true", help="no schedule: any time (the default)"
+    )
+    sub.add_argument(
+        "--from", dest="valid_from", type=_date, metavar="DATE", help="first day of access"
+    )
+    sub.add_argument(
+        "--until",
+        dest="valid_until",
+        type=_date,
+        metavar="DATE",
+        help="last day of access, inclusive (YYYY-MM-DD, local time: through its end)",
+    )
+    sub.add_argument("--clear-dates", action="store_true", help="no first or last day")
+    sub.add_argument("--note", metavar="TEXT", help="a note shown by people list ('' clears)")
+
+
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date YYYY-MM-DD: {text!r}") from None
 
 
 def people(args: argparse.Namespace) -> int:
@@ -45,11 +84,11 @@ def people(args: argparse.Namespace) -> int:
             elif not rows:
                 print("nobody is enrolled")
             else:
-                _print_table(rows)
+                _print_table(rows, config)
             return 0
         if args.action == "show":
             row = _row(gallery.get(args.name))
-            print_json(row) if args.json else _print_table([row])
+            print_json(row) if args.json else _print_table([row], config)
             return 0
         if args.action == "rename":
             gallery.rename(args.name, args.new_name)
@@ -60,6 +99,9 @@ def people(args: argparse.Namespace) -> int:
         elif args.action == "approve":
             gallery.approve(args.name)
             message = f"approved {args.name}: they now have access"
+        elif args.action == "set":
+            person = gallery.set_access(args.name, **_access_changes(args, config))
+            message = f"{person.name}: {_rules_text(person)}"
         else:
             gallery.remove(args.name)
             message = f"removed {args.name} and their embeddings"
@@ -72,8 +114,44 @@ def _row(person) -> dict:
     return row
 
 
-def _print_table(rows: list[dict]) -> None:
-    """Name, status, embedding count, creation time (local) and note, one person a line."""
+def _access_changes(args: argparse.Namespace, config: Config) -> dict:
+    """The keyword arguments of ``Gallery.set_access`` the options ask for."""
+    if args.clear_dates and (args.valid_from or args.valid_until):
+        raise UsageError("--clear-dates cannot go with --from or --until")
+    changes = {
+        "schedule": None if args.no_schedule else (args.schedule or KEEP),
+        "valid_from": None if args.clear_dates else (args.valid_from or KEEP),
+        "valid_until": None if args.clear_dates else (args.valid_until or KEEP),
+        "note": KEEP if args.note is None else args.note,
+    }
+    if all(value is KEEP for value in changes.values()):
+        raise UsageError(
+            "nothing to set: give --schedule/--no-schedule, --from, --until, --clear-dates "
+            "or --note"
+        )
+    if args.schedule is not None and args.schedule not in config.schedules:
+        known = ", ".join(config.schedules) or "none"
+        raise UsageError(
+            f"no schedule {args.schedule!r} in {context.config_path(args)} (its schedules: "
+            f"{known}); add it under schedules: first, check and reload the config"
+        )
+    return changes
+
+
+def _rules_text(person) -> str:
+    """``schedule office, from 2027-01-01, until 2027-01-31, note '...'`` for a message."""
+    parts = [f"schedule {person.schedule}" if person.schedule else "any time"]
+    parts += [f"from {person.valid_from}"] if person.valid_from else []
+    parts += [f"until {person.valid_until} (inclusive)"] if person.valid_until else []
+    parts += [f"note {person.note!r}"] if person.note else []
+    return ", ".join(parts)
+
+
+def _print_table(rows: list[dict], config: Config) -> None:
+    """Name, status, embeddings, access rules, creation time (local) and note, one a line.
+
+    A schedule the config does not define is marked: that person is refused until it is.
+    """
     lines = []
     for r in rows:
         status = "pending" if r.get("pending") else ("enabled" if r.get("enabled") else "disabled")
@@ -81,6 +159,10 @@ def _print_table(rows: list[dict]) -> None:
         if isinstance(created, (int, float)):
             created = datetime.fromtimestamp(created).strftime("%Y-%m-%d %H:%M:%S")
         count = r.get("embedding_count", r.get("embeddings", ""))
-        lines.append((r["name"], status, count, created, r.get("note") or ""))
-    header = ("NAME", "STATUS", "EMB", "CREATED", "NOTE")
-    print(format_table(header, lines, align="<<><<"))
+        schedule = r.get("schedule") or "-"
+        if r.get("schedule") and r["schedule"] not in config.schedules:
+            schedule += " (not in config: denied)"
+        dates = (r.get("valid_from") or "-", r.get("valid_until") or "-")
+        lines.append((r["name"], status, count, schedule, *dates, created, r.get("note") or ""))
+    header = ("NAME", "STATUS", "EMB", "SCHEDULE", "FROM", "UNTIL", "CREATED", "NOTE")
+    print(format_table(header, lines, align="<<><<<<<"))

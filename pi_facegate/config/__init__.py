@@ -2,6 +2,8 @@
 
 * ``schema.py`` -- the pydantic models, section by section up to the root ``Config``, with
   their bounds and cross-field rules; ``iter_fields`` walks every key.
+* ``access.py`` -- the ``access`` section (votes, time zone, alarm limits) and the
+  ``schedules`` mapping, each window parsed.
 * ``gpio.py`` -- the door's GPIO sections (relay, contact, exit button, LEDs, buzzer), the
   keys that hold a BCM pin (``PIN_KEYS``) and the rule that no pin is used twice.
 * ``base.py`` -- the strict base model every section derives from and the ``Violation``

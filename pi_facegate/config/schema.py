@@ -8,7 +8,8 @@ span fields are ``model_validator``\\ s whose messages name every key involved.
 This module is the schema only; reading the YAML file and reporting problems with their line
 numbers is :mod:`pi_facegate.config.loader`. The shared base model and rule machinery are in
 :mod:`pi_facegate.config.base`, the door's GPIO sections and the one-pin rule in
-:mod:`pi_facegate.config.gpio`.
+:mod:`pi_facegate.config.gpio`, the access rules (votes, time zone, alarms, schedules) in
+:mod:`pi_facegate.config.access`.
 
 Values are checked strictly: ``pin: "17"`` or ``unlock_seconds: "3s"`` is an error, not a
 silent conversion.
@@ -22,6 +23,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
+from pi_facegate.config.access import SCHEDULES_DESCRIPTION, AccessConfig, check_schedules
 from pi_facegate.config.base import (
     FacegateBaseModel,
     KeyPath,
@@ -243,56 +245,6 @@ class QualityConfig(FacegateBaseModel):
         return self
 
 
-# --------------------------------------------------------------------------- access
-
-
-class AccessConfig(FacegateBaseModel):
-    """When a run of matches becomes a grant: N votes in the last M frames within T seconds."""
-
-    votes_required: int = Field(
-        3,
-        ge=1,
-        le=60,
-        description="N: frames that must match the same person to grant; larger = stricter",
-    )
-    window_frames: int = Field(
-        5, ge=1, le=60, description="M: the votes are counted over the last M frames"
-    )
-    window_seconds: float = Field(
-        2.0,
-        gt=0.0,
-        le=60.0,
-        description="T: votes older than this many seconds are dropped",
-    )
-    cooldown_seconds: float = Field(
-        5.0,
-        ge=0.0,
-        le=3600.0,
-        description="after a grant, seconds before the same person can be granted again",
-    )
-    unknown_log_interval_seconds: float = Field(
-        10.0,
-        ge=0.0,
-        le=3600.0,
-        description="at most one 'unknown face' event per this many seconds; 0 = log each",
-    )
-
-    @model_validator(mode="after")
-    def _check(self) -> AccessConfig:
-        if self.votes_required > self.window_frames:
-            raise_violations(
-                [
-                    Violation(
-                        f"access.votes_required (N) must not exceed access.window_frames (M = "
-                        f"{self.window_frames}): N votes are counted within the last M frames",
-                        (("votes_required",), ("window_frames",)),
-                        self.votes_required,
-                    )
-                ]
-            )
-        return self
-
-
 # --------------------------------------------------------------------------- enrolment
 
 
@@ -489,7 +441,9 @@ class LoggingConfig(FacegateBaseModel):
     """Log level and destination."""
 
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
-        "INFO", description="least severe level logged: DEBUG, INFO, WARNING, ERROR, CRITICAL"
+        "INFO",
+        description="least severe level logged: DEBUG, INFO, WARNING, ERROR, CRITICAL; DEBUG "
+        "also shows the native libraries' own log lines (hidden otherwise)",
     )
     journal: Literal["auto", True, False] = Field(
         "auto",
@@ -525,8 +479,10 @@ class Config(FacegateBaseModel):
         default_factory=QualityConfig, description="the quality gate before recognition"
     )
     access: AccessConfig = Field(
-        default_factory=AccessConfig, description="when matches become a grant (votes, cooldown)"
+        default_factory=AccessConfig,
+        description="when matches become a grant (votes, cooldown, time zone, alarms)",
     )
+    schedules: dict[str, list[str]] = Field(default_factory=dict, description=SCHEDULES_DESCRIPTION)
     liveness: LivenessConfig = Field(
         default_factory=LivenessConfig, description="presentation-attack detection per track"
     )
@@ -545,6 +501,11 @@ class Config(FacegateBaseModel):
     logging: LoggingConfig = Field(
         default_factory=LoggingConfig, description="log level and destination"
     )
+
+    @field_validator("schedules", mode="before")
+    @classmethod
+    def _schedules(cls, value: Any) -> Any:
+        return check_schedules(value)
 
     @model_validator(mode="after")
     def _check(self) -> Config:

@@ -10,6 +10,9 @@ every rule that decides who gets in can be tested with plain arrays and a passed
 * ``matcher.py`` -- the gallery index and 1:N search with threshold and margin.
 * ``tracker.py`` -- IoU tracking of faces across frames.
 * ``policy.py`` -- the access policy: votes over frames, cooldowns, the decision.
+* ``schedule.py`` -- weekly time windows ("Mon-Fri 07:00-19:00") and wall-clock local time.
+* ``access_rules.py`` -- a person's schedule and validity dates, checked at a local time.
+* ``attempts.py`` -- attempt limits: K refused faces in T seconds raise an alarm, a slowdown.
 * ``capture.py`` -- the enrolment capture state machine (good, diverse frames of one face).
 * ``planarity.py`` -- liveness cue: is the face a plane (a print, a screen) or a 3-D head?
 * ``liveness.py`` -- fuses the liveness cues of a track into live / attack / waiting.

@@ -23,12 +23,14 @@ an enabled, approved person. :attr:`Match.recognised` is the pure distance decis
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from enum import StrEnum
+from types import MappingProxyType
 
 import numpy as np
 
+from pi_facegate.core.access_rules import PersonRules
 from pi_facegate.exc import ConfigError, GalleryMismatchError
 
 #: Largest number of query x embedding distances computed at once (float32 elements), so
@@ -56,8 +58,10 @@ class GalleryIndex:
     people in the order of ``person_ids``; ``offsets[p]`` is person ``p``'s first row and
     ``labels[k]`` the person of row ``k``. People without embeddings are left out (they
     cannot be matched). ``version`` changes whenever the gallery changes, ``fingerprint``
-    names the embedder that made the embeddings. Arrays are read-only, so one index can be
-    shared between threads.
+    names the embedder that made the embeddings. ``rules`` holds the access rules (schedule,
+    validity dates) of each restricted person by id, read in the same snapshot as the
+    embeddings, so a person is never matched under another moment's rules. Arrays and the
+    mapping are read-only, so one index can be shared between threads.
     """
 
     embeddings: np.ndarray
@@ -70,6 +74,7 @@ class GalleryIndex:
     pending: np.ndarray
     fingerprint: str
     version: int
+    rules: Mapping[int, PersonRules] = field(default_factory=lambda: MappingProxyType({}))
 
     @classmethod
     def build(
@@ -79,12 +84,14 @@ class GalleryIndex:
         vectors: np.ndarray,
         fingerprint: str,
         version: int,
+        rules: Mapping[int, PersonRules] | None = None,
     ) -> GalleryIndex:
         """Lay out ``people`` and their embeddings for :func:`search`.
 
         ``owners[k]`` is the person id of ``vectors[k]`` (``vectors`` is ``(K, D)``); rows
         may come in any order. An embedding whose owner is not in ``people`` is a
-        :class:`ValueError` (the caller read an inconsistent gallery).
+        :class:`ValueError` (the caller read an inconsistent gallery). ``rules`` are the
+        access rules by person id (people without an entry have none).
         """
         vectors = np.asarray(vectors, dtype=np.float32)
         if vectors.ndim != 2:
@@ -120,6 +127,7 @@ class GalleryIndex:
             pending=_frozen(np.array([bool(r[3]) for r in rows], dtype=bool)),
             fingerprint=str(fingerprint),
             version=int(version),
+            rules=MappingProxyType(dict(rules or {})),
         )
 
     @classmethod

@@ -19,10 +19,16 @@ Everything else keeps the door locked:
   :mod:`pi_facegate.core.liveness`, passed in per observation) is not "live" -- a confident
   attack is denied as ``presentation_attack`` at once, whatever the votes; a face still
   waiting for evidence stays PENDING until its wait is over, then is denied as
-  ``no_liveness``. No liveness given counts as no evidence: never a grant.
+  ``no_liveness``. No liveness given counts as no evidence: never a grant;
+* a live, identified person whose access rules (:attr:`AccessPolicy.rules`, see
+  :mod:`pi_facegate.core.access_rules`) forbid entry now: denied as ``expired`` or
+  ``not_yet_valid`` (validity dates) or ``schedule`` (outside their schedule, or on one the
+  config lacks). These come last -- identity, then liveness, then the rules -- and are not
+  final for the face: time passes, and a window that opens lets them in.
 
 Pure: no clock, no I/O. The caller passes ``now`` (seconds on a monotonic clock) with every
-call, which also makes the policy exactly testable.
+call, and the local wall-clock time the rules are read in, which also makes the policy
+exactly testable.
 """
 
 from __future__ import annotations
@@ -30,9 +36,11 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
+from pi_facegate.core.access_rules import EXPIRED, NOT_YET_VALID, SCHEDULE, AccessRules
 from pi_facegate.exc import ConfigError
 
 
@@ -95,6 +103,9 @@ class Verdict(StrEnum):
     DENY_DOUBTFUL = "deny_doubtful"  #: votes disagree, or the match is not clear enough
     DENY_ATTACK = "deny_presentation_attack"  #: a photo, print or screen, not a live face
     DENY_NO_LIVENESS = "deny_no_liveness"  #: identified, but no live verdict in time
+    DENY_SCHEDULE = "deny_schedule"  #: identified and live, but outside their schedule
+    DENY_EXPIRED = "deny_expired"  #: identified and live, but their access has expired
+    DENY_NOT_YET_VALID = "deny_not_yet_valid"  #: identified and live, access not begun
     PENDING = "pending"  #: still collecting votes: no decision yet (door stays locked)
     COOLDOWN = "cooldown"  #: this person was just granted: no new pulse (door as it is)
 
@@ -134,6 +145,7 @@ class Decision:
     window: int = 0
     candidates: tuple[str, ...] = field(default=())
     liveness: dict[str, Any] | None = None  #: the liveness cues' evidence, when judged
+    rule: dict[str, Any] | None = None  #: which access rule refused, for a rule denial
 
     @property
     def granted(self) -> bool:
@@ -145,7 +157,8 @@ class Decision:
 
         GRANT becomes a ``granted`` event, DENY_ATTACK a ``presentation_attack`` event, every
         other DENY_* a ``denied`` event with the reason; PENDING and COOLDOWN are not events.
-        The liveness cues' scores go into the detail when the face was judged.
+        The liveness cues' scores go into the detail when the face was judged, and the
+        refusing rule (schedule name, date) for a rule denial.
         """
         if self.verdict.is_grant:
             kind = "granted"
@@ -162,6 +175,8 @@ class Decision:
             detail["candidates"] = list(self.candidates)
         if self.liveness:
             detail.update(self.liveness)
+        if self.rule:
+            detail.update(self.rule)
         return {
             "kind": kind,
             "person": self.name,
@@ -198,6 +213,9 @@ class AccessPolicy:
     :param require_liveness: a grant also needs a live verdict on the same track (the
         daemon sets it from ``liveness.enabled``; off only for callers that judge single
         photos, such as tests of the vote rules)
+
+    :attr:`rules` (the config's schedules and each person's rules; none by default) may be
+    replaced at any time: the daemon does so when the gallery or the config changes.
     """
 
     def __init__(
@@ -225,6 +243,7 @@ class AccessPolicy:
         self.cooldown_seconds = float(cooldown_seconds)
         self.unknown_log_interval_seconds = float(unknown_log_interval_seconds)
         self.require_liveness = bool(require_liveness)
+        self.rules = AccessRules()
         self._tracks: dict[int, _TrackState] = {}
         self._cooldown_until: dict[int, float] = {}
         self._last_logged: dict[tuple[int, Verdict], float] = {}
@@ -235,14 +254,16 @@ class AccessPolicy:
         match: FaceMatch | None,
         now: float,
         liveness: LivenessLike | None = None,
+        local_time: datetime | None = None,
     ) -> Decision:
         """Add one frame's ``match`` for the face ``track_id`` and decide.
 
         ``match`` is the matcher's result for this face, or ``None`` when nothing matched
         (empty gallery, unusable embedding). ``now`` is the frame's time in seconds on a
         monotonic clock. ``liveness`` is the track's liveness verdict after this frame (read
-        only with ``require_liveness``). Only a :class:`Decision` whose
-        :attr:`~Decision.granted` is true may open the door.
+        only with ``require_liveness``). ``local_time`` is the door's wall-clock time, which
+        :attr:`rules` are read in (``None``: anybody with a rule is refused). Only a
+        :class:`Decision` whose :attr:`~Decision.granted` is true may open the door.
         """
         self._prune(now)
         state = self._tracks.get(track_id)
@@ -254,7 +275,7 @@ class AccessPolicy:
         state.window.append(_observe(match, now))
         while state.window and now - state.window[0].time > self.window_seconds:
             state.window.popleft()
-        decision = self._decide(track_id, state, now, liveness)
+        decision = self._decide(track_id, state, now, liveness, local_time)
         judged = decision.verdict.is_deny or decision.verdict.is_grant
         if liveness is not None and self.require_liveness and judged:
             decision = replace(decision, liveness=liveness.cues())
@@ -300,12 +321,14 @@ class AccessPolicy:
     def carry_over(self, old: AccessPolicy) -> None:
         """Take over ``old``'s state: the policy a config reload replaces with this one.
 
-        Cooldowns, each face's recent observations (trimmed to this policy's window) and the
-        log limits are kept, so a person standing at the door during ``systemctl reload``
-        is not pulsed a second time and a stranger is not logged again at once.
+        Cooldowns, each face's recent observations (trimmed to this policy's window), the
+        log limits and the access rules are kept, so a person standing at the door during
+        ``systemctl reload`` is not pulsed a second time and a stranger is not logged again
+        at once (the daemon then sets the rules of the new config).
         """
         self._cooldown_until = dict(old._cooldown_until)
         self._last_logged = dict(old._last_logged)
+        self.rules = old.rules
         self._tracks = {
             track: _TrackState(
                 deque(state.window, maxlen=self.window_frames), state.seen, state.last_time
@@ -318,7 +341,12 @@ class AccessPolicy:
         return now < self._cooldown_until.get(person_id, -math.inf)
 
     def _decide(
-        self, track_id: int, state: _TrackState, now: float, liveness: LivenessLike | None
+        self,
+        track_id: int,
+        state: _TrackState,
+        now: float,
+        liveness: LivenessLike | None,
+        local_time: datetime | None,
     ) -> Decision:
         window = list(state.window)
         votes = [(o.vote, o.match) for o in window if o.vote is not None and o.match is not None]
@@ -327,7 +355,8 @@ class AccessPolicy:
         if len(people) > 1:
             return self._about(Verdict.DENY_DOUBTFUL, track_id, votes[-1][1], 0, window, candidates)
         if people:
-            return self._identified(track_id, votes, window, candidates, now, liveness)
+            identified = self._identified(track_id, votes, window, candidates, now, liveness)
+            return self._apply_rules(identified, now, local_time)
         latest = window[-1]
         if state.seen < self.votes_required:
             verdict = Verdict.PENDING
@@ -379,9 +408,22 @@ class AccessPolicy:
             timed_out = liveness is not None and liveness.timed_out
             verdict = Verdict.DENY_NO_LIVENESS if timed_out else Verdict.PENDING
         else:
-            verdict = Verdict.GRANT
-            self._cooldown_until[person] = now + self.cooldown_seconds
+            verdict = Verdict.GRANT  # unless the access rules say otherwise: _apply_rules
         return self._about(verdict, track_id, latest, len(votes), window, candidates)
+
+    def _apply_rules(self, decision: Decision, now: float, local: datetime | None) -> Decision:
+        """A would-be grant checked against the person's access rules, last of all.
+
+        Identity and liveness come first, so a refused rule never hides an attack and is
+        only logged for a live, identified person. The cooldown starts with a real grant.
+        """
+        if not decision.granted:
+            return decision
+        refusal = self.rules.check(int(decision.person_id), local)
+        if refusal is None:
+            self._cooldown_until[int(decision.person_id)] = now + self.cooldown_seconds
+            return decision
+        return replace(decision, verdict=_RULE_VERDICTS[refusal.reason], rule=refusal.detail)
 
     @staticmethod
     def _about(
@@ -417,6 +459,13 @@ class AccessPolicy:
             del self._last_logged[key]
         for person in [p for p, t in self._cooldown_until.items() if now >= t]:
             del self._cooldown_until[person]
+
+
+_RULE_VERDICTS = {
+    SCHEDULE: Verdict.DENY_SCHEDULE,
+    EXPIRED: Verdict.DENY_EXPIRED,
+    NOT_YET_VALID: Verdict.DENY_NOT_YET_VALID,
+}
 
 
 def _observe(match: FaceMatch | None, now: float) -> _Observation:

@@ -14,7 +14,10 @@ and :mod:`pi_facegate.core.capture`): the loop polls the administrator's arming 
 capture session over the next frames -- the face being captured gets no votes from the
 access policy meanwhile, every other face is decided as usual -- and stores the person in
 one transaction when the session ends. :class:`~pi_facegate.daemon.door_enrolment.DoorEnrolment`
-owns that state; the service only calls it from the loop, at close and on reload.
+owns that state; the service only calls it from the loop, at close and on reload. Likewise
+:class:`~pi_facegate.daemon.access_guard.AccessGuard` owns the wall clock schedules are read
+in, the attempt limits and the one alarm path (too many refused faces, a door forced or
+held open).
 """
 
 from __future__ import annotations
@@ -42,9 +45,11 @@ from pi_facegate.core.matcher import GalleryIndex
 from pi_facegate.core.policy import Decision, Verdict
 from pi_facegate.core.tracker import FaceTracker
 from pi_facegate.daemon import wiring as components
+from pi_facegate.daemon.access_guard import AccessGuard
 from pi_facegate.daemon.door_enrolment import DoorEnrolment
 from pi_facegate.daemon.enrolment_store import EnrolmentOutcome, complete
 from pi_facegate.daemon.notify import Notifier
+from pi_facegate.daemon.status_file import StatusWriter, service_state, status_path
 from pi_facegate.door.controller import DoorController
 from pi_facegate.exc import CameraError, ConfigError, FacegateError
 from pi_facegate.storage.arming import arming_path
@@ -87,7 +92,8 @@ class DoorService:
 
     ``on_event(kind, fields)`` (optional) sees every event right after it is recorded, on
     the thread that recorded it; it must be quick. ``ready_event`` is set when READY is
-    sent (everything started).
+    sent (everything started). ``wall_clock`` (seconds since the epoch) is the time access
+    rules are read in (:mod:`pi_facegate.daemon.access_guard`).
     """
 
     def __init__(
@@ -96,6 +102,7 @@ class DoorService:
         config: Config,
         notifier: Notifier | None = None,
         on_event: EventObserver | None = None,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         # everything close() relies on exists before anything can raise
         self.options = options
@@ -111,6 +118,7 @@ class DoorService:
         self.gallery: Gallery | None = None
         self.camera: FrameSource | None = None
         self.policy = components.make_policy(config)
+        self.guard = AccessGuard(config, self._record, self._signal, wall_clock)
         self.tracker = FaceTracker()
         self.liveness = LivenessJudge(components.liveness_settings(config))
         self.texture: TextureLiveness | None = None
@@ -125,6 +133,7 @@ class DoorService:
         self._next_status = 0.0
         self.frames = 0
         self.grants = 0
+        self.status_file = StatusWriter(status_path(self.data_paths()[0].parent))
         # the recognizer and the policy are looked up per call: start() and reload() set them
         self.enrolment = DoorEnrolment(
             config,
@@ -181,6 +190,7 @@ class DoorService:
         self.threshold, self.min_margin = components.match_settings(cfg, embedder)
         self.gallery = components.open_gallery(gallery_path, embedder)
         self.index = self.gallery.index()
+        self.policy.rules = self.guard.rules_for(self.index)
         self._warn_if_nobody_enrolled()
         self.camera = self._make_camera()
         self.camera.start()
@@ -257,6 +267,7 @@ class DoorService:
         if self.events is not None:
             self._record("stopped", detail={"frames": self.frames, "grants": self.grants})
             self.events.close()
+        self.status_file.close(service_state(self))
         self.camera = self.gallery = self.recognizer = self.door = self.events = None
         self.texture = None
 
@@ -355,14 +366,17 @@ class DoorService:
         if now >= self._next_status:
             self._next_status = now + self.config.service.status_interval_seconds
             self.notifier.status(self.status_text(camera_ok))
+            self.status_file.write(service_state(self, camera_ok))  # for facegate status
+
+    def fps(self) -> float:
+        """Frames per second over the last 60 frames."""
+        times = self._frame_times
+        if len(times) > 1 and times[-1] > times[0]:
+            return (len(times) - 1) / (times[-1] - times[0])
+        return 0.0
 
     def status_text(self, camera_ok: bool = True) -> str:
-        times = self._frame_times
-        fps = (
-            (len(times) - 1) / (times[-1] - times[0])
-            if len(times) > 1 and times[-1] > times[0]
-            else 0.0
-        )
+        fps = self.fps()
         camera = "ok" if camera_ok else f"camera {getattr(self.camera, 'state', 'failed')}"
         text = f"{fps:.1f} fps, {camera}, last decision: {self._last_decision}"
         enrolment = self.enrolment.describe()
@@ -379,6 +393,7 @@ class DoorService:
         self._next_gallery_poll = now + GALLERY_POLL_SECONDS
         if self.gallery.refresh_if_changed():
             self.index = self.gallery.index()
+            self.policy.rules = self.guard.rules_for(self.index)  # a `people set` lands here
             self.policy.reset()
             self.tracker.reset()
             self.liveness.reset()
@@ -414,11 +429,14 @@ class DoorService:
         if len(self.index.names):
             rec.match(analyses, self.index, self.threshold, self.min_margin)
         decisions = []
+        local = self.guard.local_now()  # schedules and valid dates are read in this
         for analysis, (_, track) in zip(analyses, todo, strict=True):
             if not analysis.usable:
                 continue  # a blurred or turned face casts no vote either way
+            if self.guard.holds_back(analysis.match, captured, self.policy.rules, local):
+                continue  # slowdown after an alarm: strangers are not decided
             liveness = self._judge_liveness(image, analysis, track, captured)
-            decision = self.policy.observe(track, analysis.match, captured, liveness)
+            decision = self.policy.observe(track, analysis.match, captured, liveness, local)
             decisions.append(decision)
             self._act(decision, captured)
         self.enrolment.finish_if_due(time.monotonic())
@@ -470,6 +488,7 @@ class DoorService:
             self.door.signal("denied")
             self._record(**fields)
             self._last_decision = f"denied ({fields['detail'].get('reason')})"
+        self.guard.judged(decision, captured)  # K refused faces within T: one alarm
 
     # ------------------------------------------------------------------ enrolment hooks
     def _store_capture(self, request: EnrolmentRequest, result: CaptureResult) -> EnrolmentOutcome:
@@ -487,6 +506,7 @@ class DoorService:
         """Record an event in the log (and the journal), then show it to ``on_event``."""
         if self.events is not None:
             self.events.record(kind, **fields)
+        self.status_file.note(kind, fields)
         if self.on_event is not None:
             try:
                 self.on_event(kind, fields)
@@ -497,6 +517,11 @@ class DoorService:
         if self.events is not None:
             person = details.pop("person", None) if isinstance(details, dict) else None
             self._record(kind, person=person, detail=details)
+            self.guard.door_event(kind, details)  # forced or held open: an alarm as well
+
+    def _signal(self, kind: str) -> None:
+        if self.door is not None:
+            self.door.signal(kind)
 
     def _camera_event(self, kind: str, details: dict) -> None:
         if self.events is not None:
@@ -533,6 +558,8 @@ class DoorService:
         # stay: a person at the door during a reload is not let in (or judged) twice
         policy = components.make_policy(new)
         policy.carry_over(self.policy)
+        self.guard.reload(new)  # keeps the attempt count and a slowdown
+        policy.rules = self.guard.rules_for(self.index)
         self.policy = policy
         self.liveness.settings = components.liveness_settings(new)  # for tracks from now on
         if new.liveness.enabled and self.texture is None:

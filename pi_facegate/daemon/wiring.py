@@ -10,15 +10,19 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from datetime import tzinfo
 from pathlib import Path
 
+from pi_facegate.config.access import load_zone
 from pi_facegate.config.schema import Config
 from pi_facegate.core.align import Aligner
+from pi_facegate.core.attempts import AttemptLimiter
 from pi_facegate.core.faces import Detector
 from pi_facegate.core.liveness import LivenessSettings
 from pi_facegate.core.planarity import PlanaritySettings
 from pi_facegate.core.policy import AccessPolicy
 from pi_facegate.core.quality import QualityLimits
+from pi_facegate.core.schedule import Schedule, parse_schedule
 from pi_facegate.door.controller import DoorController
 from pi_facegate.door.pins import make_pin_factory
 from pi_facegate.exc import ConfigError
@@ -194,6 +198,23 @@ def make_policy(config: Config) -> AccessPolicy:
         unknown_log_interval_seconds=a.unknown_log_interval_seconds,
         require_liveness=config.liveness.enabled,
     )
+
+
+def make_schedules(config: Config) -> dict[str, Schedule]:
+    """The ``schedules:`` of the config, parsed (the schema has checked every window)."""
+    return {name: parse_schedule(name, specs) for name, specs in config.schedules.items()}
+
+
+def time_zone(config: Config) -> tzinfo | None:
+    """The zone ``access.timezone`` names, or ``None`` for the system's local zone."""
+    name = config.access.timezone
+    return None if name is None else load_zone(name)
+
+
+def make_attempt_limiter(config: Config) -> AttemptLimiter:
+    """The attempt limits from ``access.alarm``."""
+    a = config.access.alarm
+    return AttemptLimiter(a.attempts, a.window_seconds, a.slowdown_seconds)
 
 
 def liveness_settings(config: Config) -> LivenessSettings:

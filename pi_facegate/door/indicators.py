@@ -25,6 +25,8 @@ log = logging.getLogger("pi_facegate.door")  # journal name: stable across moves
 _SIGNAL_PATTERNS: dict[str, tuple[tuple[str, float | None, float, int], ...]] = {
     "granted": (("_led_granted", None, 0.0, 1), ("_buzzer", 0.1, 0.0, 1)),
     "denied": (("_led_denied", 0.2, 0.2, 3), ("_buzzer", 0.5, 0.0, 1)),
+    # an alarm (too many refused faces, a door forced or held open): 6 beeps, unlike any other
+    "alarm": (("_led_denied", 0.1, 0.1, 10), ("_buzzer", 0.2, 0.1, 6)),
     "enrolment_start": (("_led_enrolment", 0.25, 0.25, 4), ("_buzzer", 0.05, 0.1, 2)),
     "enrolment_ok": (
         ("_led_enrolment", 1.0, 0.0, 1),

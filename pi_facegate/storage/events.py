@@ -61,6 +61,7 @@ _LEVELS = {
     "presentation_attack": logging.WARNING,
     "door_forced": logging.WARNING,
     "door_held_open": logging.WARNING,
+    "alarm": logging.WARNING,
     "config_rejected": logging.WARNING,
     "enrolment_failed": logging.WARNING,
     "enrolment_ignored": logging.WARNING,

@@ -26,7 +26,9 @@ daemon reads it, possibly at the same moment, so:
 The gallery records the embedder fingerprint that made its vectors and refuses to open
 with another one: embeddings of two models cannot be compared. A file that is not a
 gallery, a newer schema or a corrupt file is a :class:`~pi_facegate.exc.GalleryError`, and
-nothing is modified.
+nothing is modified; an older schema is migrated when it is opened
+(:mod:`pi_facegate.storage.gallery_schema`). Each person also carries access rules
+(schedule, validity dates; :mod:`pi_facegate.storage.access_rules`), read into the index.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ import unicodedata
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import numpy as np
@@ -49,9 +51,10 @@ from pi_facegate.exc import (
     DuplicatePersonError,
     GalleryError,
     GalleryMismatchError,
-    InvalidPersonError,
     PersonNotFoundError,
 )
+from pi_facegate.storage import access_rules
+from pi_facegate.storage.access_rules import KEEP
 from pi_facegate.storage.gallery_file import (
     gallery_error,
     meta_int,
@@ -63,56 +66,34 @@ from pi_facegate.storage.gallery_file import (
     table_names,
 )
 from pi_facegate.storage.gallery_marker import GalleryMarker, reconcile_marker, save_marker
+from pi_facegate.storage.gallery_schema import SCHEMA_VERSION, create_schema, migrate
+from pi_facegate.storage.gallery_vectors import check_vectors, decode, insert_vectors, sources_for
 from pi_facegate.storage.names import normalise_name
 
 log = logging.getLogger("pi_facegate.gallery")  # journal name: stable across moves
 
-#: Version of the table layout below; a file with a larger one is refused.
-SCHEMA_VERSION = 1
-#: SQLite header field identifying the file (``file(1)`` shows it); ASCII "FGal".
-APPLICATION_ID = 0x4647616C
 #: Length of an embedding when creating a gallery without saying (the dlib ResNet's).
 DEFAULT_EMBEDDING_SIZE = 128
 #: Seconds a write waits for another process's write to finish.
 DEFAULT_TIMEOUT = 5.0
 MEMORY = ":memory:"
 
-SQLITE_MAGIC = b"SQLite format 3\x00"
-_VECTOR_DTYPE = np.dtype("<f4")  # stored little-endian float32, whatever the CPU
-
-_SCHEMA = """
-CREATE TABLE meta (
-    key   TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE people (
-    id      INTEGER PRIMARY KEY,
-    name    TEXT NOT NULL UNIQUE COLLATE NOCASE,
-    enabled INTEGER NOT NULL DEFAULT 1 CHECK (enabled IN (0, 1)),
-    pending INTEGER NOT NULL DEFAULT 0 CHECK (pending IN (0, 1)),
-    created TEXT NOT NULL,
-    note    TEXT NOT NULL DEFAULT ''
-);
-CREATE TABLE embeddings (
-    id        INTEGER PRIMARY KEY,
-    person_id INTEGER NOT NULL REFERENCES people (id) ON DELETE CASCADE,
-    vector    BLOB NOT NULL,
-    created   TEXT NOT NULL,
-    source    TEXT
-);
-CREATE INDEX embeddings_by_person ON embeddings (person_id);
-"""
 
 _PERSON_SQL = """
 SELECT p.id, p.name, p.enabled, p.pending, p.created, p.note,
-       (SELECT COUNT(*) FROM embeddings e WHERE e.person_id = p.id)
+       (SELECT COUNT(*) FROM embeddings e WHERE e.person_id = p.id),
+       p.schedule, p.valid_from, p.valid_until
 FROM people p
 """
 
 
 @dataclass(frozen=True)
 class Person:
-    """One enrolled person as stored (``created`` is an ISO 8601 UTC timestamp)."""
+    """One enrolled person as stored (``created`` is an ISO 8601 UTC timestamp).
+
+    ``schedule`` names a schedule of the config (``None``: any time); ``valid_from`` and
+    ``valid_until`` are ISO dates, inclusive (``None``: no limit).
+    """
 
     id: int
     name: str
@@ -121,6 +102,9 @@ class Person:
     created: str
     note: str
     embedding_count: int
+    schedule: str | None = None
+    valid_from: str | None = None
+    valid_until: str | None = None
 
     @property
     def active(self) -> bool:
@@ -254,7 +238,7 @@ class Gallery:
         """
         name = normalise_name(name)
         vectors = self._check_vectors(embeddings)
-        sources = _sources(source, len(vectors))
+        sources = sources_for(source, len(vectors))
         with self._write() as conn:
             self._refuse_taken(conn, name)
             cursor = conn.execute(
@@ -262,7 +246,7 @@ class Gallery:
                 (name, int(bool(enabled)), int(bool(pending)), _now(), str(note)),
             )
             person_id = int(cursor.lastrowid)
-            self._insert_vectors(conn, person_id, vectors, sources)
+            insert_vectors(conn, person_id, vectors, sources, _now())
             person = self._person_by_id(conn, person_id)
         self._note_enrolment()
         return person
@@ -276,10 +260,10 @@ class Gallery:
     ) -> Person:
         """Add embeddings to an existing person (name or id); returns the updated person."""
         vectors = self._check_vectors(embeddings)
-        sources = _sources(source, len(vectors))
+        sources = sources_for(source, len(vectors))
         with self._write() as conn:
             person = self._lookup(conn, who)
-            self._insert_vectors(conn, person.id, vectors, sources)
+            insert_vectors(conn, person.id, vectors, sources, _now())
             return self._person_by_id(conn, person.id)
 
     def get(self, who: str | int) -> Person:
@@ -300,7 +284,7 @@ class Gallery:
             rows = conn.execute(
                 "SELECT vector FROM embeddings WHERE person_id = ? ORDER BY id", (person.id,)
             ).fetchall()
-        return self._decode([row[0] for row in rows])
+        return decode([row[0] for row in rows], self.embedding_size, self.path)
 
     def rename(self, who: str | int, new_name: str) -> Person:
         """Give a person another name (a change of case only is allowed)."""
@@ -318,6 +302,29 @@ class Gallery:
     def approve(self, who: str | int) -> Person:
         """Clear a person's pending flag: their enrolment at the door becomes access."""
         return self._set_flag(who, "pending", False)
+
+    def set_access(
+        self,
+        who: str | int,
+        *,
+        schedule: str | None = KEEP,
+        valid_from: date | None = KEEP,
+        valid_until: date | None = KEEP,
+        note: str = KEEP,
+    ) -> Person:
+        """Change a person's access rules and note; what is not given stays as it is.
+
+        ``None`` clears a schedule or a date. The schedule name is not checked against a
+        config here (the gallery knows none): ``facegate people set`` does that.
+        """
+        with self._write() as conn:
+            person = self._lookup(conn, who)
+            current = {"valid_from": person.valid_from, "valid_until": person.valid_until}
+            found = access_rules.changes(current, schedule, valid_from, valid_until, note)
+            for column, value in found.items():
+                assert column in (*access_rules.COLUMNS, "note")  # never a caller's text
+                conn.execute(f"UPDATE people SET {column} = ? WHERE id = ?", (value, person.id))
+            return self._person_by_id(conn, person.id)
 
     def remove(self, who: str | int) -> Person:
         """Delete a person and all their embeddings; returns what was removed."""
@@ -398,34 +405,15 @@ class Gallery:
             self._conn.execute("PRAGMA journal_mode = WAL")
             self._conn.execute("PRAGMA synchronous = FULL")
             self._conn.execute("PRAGMA foreign_keys = ON")
+            if self.schema_version < SCHEMA_VERSION:
+                self.schema_version = migrate(self._conn, self.path)
 
     def _create_schema(self) -> None:
         assert self._conn is not None
         if self.fingerprint is None:
             raise GalleryError(f"cannot create gallery {self.path} without an embedder fingerprint")
-        self._conn.execute("PRAGMA journal_mode = WAL")
-        self._conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            if not table_names(self._conn):  # another process may have won the race
-                for statement in _SCHEMA.split(";"):  # not executescript: it would COMMIT
-                    if statement.strip():
-                        self._conn.execute(statement)
-                meta = {
-                    "schema_version": SCHEMA_VERSION,
-                    "fingerprint": self.fingerprint,
-                    "embedding_size": self.embedding_size,
-                    "created": _now(),
-                    "generation": 0,
-                }
-                self._conn.executemany(
-                    "INSERT INTO meta (key, value) VALUES (?, ?)",
-                    [(k, str(v)) for k, v in meta.items()],
-                )
-            self._conn.execute("COMMIT")
-        except BaseException:
-            rollback(self._conn)
-            raise
+        meta = {"fingerprint": self.fingerprint, "embedding_size": self.embedding_size}
+        create_schema(self._conn, {**meta, "created": _now(), "generation": 0})
 
     def _check_meta(self, meta: dict[str, str]) -> None:
         """Refuse newer schemas and other embedders; adopt the recorded values."""
@@ -498,38 +486,7 @@ class Gallery:
                 f"gallery {self.path} was opened without an embedder fingerprint: "
                 "it cannot take new embeddings"
             )
-        vectors = np.asarray(embeddings, dtype=np.float32)
-        if vectors.ndim == 1 and vectors.size:
-            vectors = vectors.reshape(1, -1)
-        if vectors.ndim != 2 or vectors.size == 0:
-            raise InvalidPersonError(
-                f"need at least one embedding (an (n, {self.embedding_size}) array), "
-                f"got shape {np.shape(embeddings)}"
-            )
-        if vectors.shape[1] != self.embedding_size:
-            raise GalleryMismatchError(
-                f"embeddings have {vectors.shape[1]} values but gallery {self.path} holds "
-                f"{self.embedding_size}-value embeddings: they come from another embedder"
-            )
-        if not np.isfinite(vectors).all():
-            raise InvalidPersonError("embeddings contain NaN or infinite values: not stored")
-        return vectors
-
-    def _insert_vectors(
-        self,
-        conn: sqlite3.Connection,
-        person_id: int,
-        vectors: np.ndarray,
-        sources: list[str | None],
-    ) -> None:
-        created = _now()
-        conn.executemany(
-            "INSERT INTO embeddings (person_id, vector, created, source) VALUES (?, ?, ?, ?)",
-            [
-                (person_id, vector.astype(_VECTOR_DTYPE).tobytes(), created, source)
-                for vector, source in zip(vectors, sources, strict=True)
-            ],
-        )
+        return check_vectors(embeddings, self.embedding_size, self.path)
 
     def _set_flag(self, who: str | int, column: str, value: bool) -> Person:
         assert column in ("enabled", "pending")
@@ -564,30 +521,23 @@ class Gallery:
                 f"a person named {row[0]!r} is already in gallery {self.path}"
             )
 
-    def _decode(self, blobs: list[object]) -> np.ndarray:
-        """``(n, D)`` float32 from stored blobs; a blob of the wrong size means corruption."""
-        size = self.embedding_size * _VECTOR_DTYPE.itemsize
-        for blob in blobs:
-            if not isinstance(blob, bytes) or len(blob) != size:
-                raise GalleryError(
-                    f"gallery {self.path} is corrupt: an embedding is not {size} bytes of float32"
-                )
-        flat = np.frombuffer(b"".join(blobs), dtype=_VECTOR_DTYPE)  # type: ignore[arg-type]
-        return flat.reshape(-1, self.embedding_size).astype(np.float32)
-
     def _load_index(self, conn: sqlite3.Connection) -> GalleryIndex:
         """Read everything needed for matching in one read transaction (one snapshot)."""
         conn.execute("BEGIN")
         try:
             generation = meta_int(read_meta(conn, self.path), "generation", self.path)
             people = conn.execute("SELECT id, name, enabled, pending FROM people").fetchall()
+            restricted = conn.execute(
+                "SELECT id, name, schedule, valid_from, valid_until FROM people WHERE "
+                "schedule IS NOT NULL OR valid_from IS NOT NULL OR valid_until IS NOT NULL"
+            ).fetchall()
             rows = conn.execute(
                 "SELECT person_id, vector FROM embeddings ORDER BY person_id, id"
             ).fetchall()
         finally:
             rollback(conn)
         owners = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        vectors = self._decode([r[1] for r in rows])
+        vectors = decode([r[1] for r in rows], self.embedding_size, self.path)
         try:
             return GalleryIndex.build(
                 [(int(i), str(n), bool(e), bool(p)) for i, n, e, p in people],
@@ -595,6 +545,7 @@ class Gallery:
                 vectors,
                 fingerprint=str(self.fingerprint),
                 version=generation,
+                rules=access_rules.rules_from_rows(restricted, self.path),
             )
         except ValueError as exc:
             raise GalleryError(f"gallery {self.path} is corrupt: {exc}") from exc
@@ -604,19 +555,10 @@ class Gallery:
 
 
 def _person(row: tuple) -> Person:
-    pid, name, enabled, pending, created, note, count = row
-    return Person(
-        int(pid), str(name), bool(enabled), bool(pending), str(created), str(note), int(count)
-    )
-
-
-def _sources(source: str | Sequence[str | None] | None, count: int) -> list[str | None]:
-    if source is None or isinstance(source, str):
-        return [source] * count
-    sources = [None if s is None else str(s) for s in source]
-    if len(sources) != count:
-        raise InvalidPersonError(f"{len(sources)} sources given for {count} embeddings")
-    return sources
+    pid, name, enabled, pending, created, note, count, schedule, first, last = row
+    flags = (bool(enabled), bool(pending))
+    stored = (str(created), str(note), int(count))
+    return Person(int(pid), str(name), *flags, *stored, schedule, first, last)
 
 
 def _now() -> str:

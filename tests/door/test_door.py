@@ -472,9 +472,26 @@ def test_signals_blink_their_pattern_on_configured_devices_only(factory):
     door.signal("denied")  # after close: silently nothing
 
 
+def test_the_alarm_pattern_is_six_beeps_and_a_fast_red_blink(factory):
+    denied, buzzer = factory.pin(LED_NO), factory.pin(BUZZER)
+    with DoorController(RELAY, led_denied=LED_NO, buzzer_pin=BUZZER, pin_factory=factory) as door:
+        door.signal("alarm")
+        buzzer.wait_for_states(13)  # off + 6 x (on, off): unlike a denial's one long beep
+        denied.wait_for_states(21)
+        assert levels(buzzer) == [False] + [True, False] * 6
+        assert levels(denied) == [False] + [True, False] * 10
+
+
 def test_signals_are_no_ops_without_leds(factory):
     with DoorController(RELAY, pin_factory=factory) as door:
-        for kind in ("granted", "denied", "enrolment_start", "enrolment_ok", "enrolment_failed"):
+        for kind in (
+            "granted",
+            "denied",
+            "alarm",
+            "enrolment_start",
+            "enrolment_ok",
+            "enrolment_failed",
+        ):
             door.signal(kind)
         assert levels(factory.pin(RELAY)) == [False]  # the relay is never a signal
 
@@ -504,11 +521,15 @@ def test_the_contact_and_the_exit_button_are_debounced_as_configured(factory):
 @pytest.mark.parametrize("value", [-0.01, 1.5, float("nan")])
 def test_a_debounce_outside_0_to_1_second_is_refused(factory, value):
     with pytest.raises(DoorError, match="debounce"):
-        DoorController(RELAY, exit_button_pin=EXIT, exit_button_bounce_seconds=value, pin_factory=factory)
+        DoorController(
+            RELAY, exit_button_pin=EXIT, exit_button_bounce_seconds=value, pin_factory=factory
+        )
 
 
 def test_the_enrolment_button_is_debounced(factory):
     from pi_facegate.door.buttons import EnrolmentButton
 
-    with EnrolmentButton(EXIT, lambda: None, lambda: None, pin_factory=factory, bounce_seconds=0.05):
+    with EnrolmentButton(
+        EXIT, lambda: None, lambda: None, pin_factory=factory, bounce_seconds=0.05
+    ):
         assert factory.pin(EXIT).bounce == pytest.approx(0.05)

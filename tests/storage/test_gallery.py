@@ -27,7 +27,8 @@ from pi_facegate.exc import (
     InvalidPersonError,
     PersonNotFoundError,
 )
-from pi_facegate.storage.gallery import SCHEMA_VERSION, Gallery
+from pi_facegate.storage.gallery import Gallery
+from pi_facegate.storage.gallery_schema import SCHEMA_VERSION
 from pi_facegate.storage.names import MAX_NAME_LENGTH
 
 FP = "test-embedder:0123456789abcdef"
