@@ -86,6 +86,12 @@ def test_waiting_too_long_times_out_and_stays_out():
     assert all(r.timed_out and not r.live for r in results[11:])
 
 
+def test_a_planar_verdict_after_a_live_one_is_still_an_attack():
+    meshes = turning_head() + turning_photo()  # a head, then a photo swung on the same track
+    results = run(meshes, [LIVE_SKIN] * len(meshes))
+    assert any(r.live for r in results) and results[-1].attack
+
+
 def test_texture_is_only_asked_for_while_it_can_change_the_verdict():
     judge = LivenessJudge()
     assert judge.wants_texture(7, 0.0)
