@@ -129,6 +129,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     setup_logging(getattr(args, "verbose", 0))
+    if logging.getLogger().isEnabledFor(logging.DEBUG):  # -vv: the native lines too
+        native_logs.show()
     debug = os.environ.get("DEBUG") == "1"
     try:
         return int(args.func(args) or EXIT_OK)

@@ -9,8 +9,8 @@ lines. The environment variables those libraries read (``GLOG_minloglevel``,
 of it: absl logs before its flags are parsed and TFLite's minimal logger reads no variable.
 
 So the ``facegate`` command (not ``main()``, which tests call in-process) points fd 2 at a
-pipe before any of those libraries is imported (:func:`install`). A reader thread passes each
-line on to the real stderr unless it is one of those informational or warning lines; error
+pipe before any of those libraries is imported (:func:`install`). A filter process (forked
+then, so that it outlives a native crash) passes each line on to the real stderr unless it is one of those informational or warning lines; error
 and fatal lines (``ERROR:``, ``E0000 ...``, ``F0000 ...``) and everything else always pass.
 Python's own ``sys.stderr`` writes to the real stderr directly, so the terminal stays a
 terminal (progress bars, ``isatty()``) and our log lines keep their order.
@@ -27,8 +27,10 @@ import logging
 import os
 import re
 import select
+import signal
 import sys
 import threading
+import time
 from typing import TextIO
 
 ENV_VAR = "FACEGATE_NATIVE_LOGS"
@@ -65,26 +67,37 @@ def is_noise(line: str) -> bool:
 
 
 def show() -> None:
-    """Pass native lines from now on (the config's ``logging.level`` is DEBUG)."""
-    _shown.set()
+    """Pass native lines from now on (the config's ``logging.level`` is DEBUG, or ``-vv``)."""
+    if not _shown.is_set():
+        _shown.set()
+        _FILTER.show_all()
 
 
 def _passing_all() -> bool:
     return _shown.is_set() or logging.getLogger().isEnabledFor(logging.DEBUG)
 
 
-class NativeLogFilter:
-    """Owns fd 2 for the process while installed: a pipe read by a thread that drops noise.
+#: written into the pipe by :func:`show`: the filter passes everything from then on
+_SHOW_ALL = b"\x00facegate:show-native-logs\n"
 
-    ``install()`` and ``close()`` are idempotent; ``close()`` puts the real stderr back on
-    fd 2 and waits (at most :data:`DRAIN_SECONDS`) until what was written before is passed
-    on, so the last lines of a failing command are never lost.
+
+class NativeLogFilter:
+    """Owns fd 2 for the process while installed: a pipe read by a filter process.
+
+    The reader is a forked child, not a thread: when a native library ends the process
+    (a failed check's ``F0000`` line, then ``abort()``; MediaPipe's "compiled with lse
+    enabled" line, then SIGILL on a Pi 4), a thread dies with it and the library's last
+    words die in the pipe, while a child reads on until the pipe's last writer is gone and
+    passes them on. The child ignores SIGINT, SIGTERM and SIGHUP (it ends at end of file, so
+    a ``systemctl stop`` does not cut off the daemon's last lines) and never runs Python's
+    exit handlers. ``install()`` and ``close()`` are idempotent; ``close()`` puts the real
+    stderr back on fd 2 and waits (at most :data:`DRAIN_SECONDS`) for the child to pass on
+    what was written before, so the last lines of a failing command are never lost.
     """
 
     def __init__(self) -> None:
         self._saved: int | None = None  # a copy of the real stderr
-        self._read: int | None = None
-        self._thread: threading.Thread | None = None
+        self._child: int | None = None
         self._python_stderr: TextIO | None = None
         self._closing = False
 
@@ -98,9 +111,14 @@ class NativeLogFilter:
         sys.stderr.flush()
         saved = os.dup(2)
         read, write = os.pipe()
+        child = os.fork()
+        if child == 0:  # the filter: reads until every writer is gone, then leaves quietly
+            os.close(write)
+            _run_filter(read, saved)
+        os.close(read)
         os.dup2(write, 2)
         os.close(write)
-        self._saved, self._read = saved, read
+        self._saved, self._child = saved, child
         # Python writes to the real stderr itself: a terminal stays a terminal for isatty()
         # and tqdm, and the log lines never wait behind the pipe
         self._python_stderr = sys.stderr
@@ -111,8 +129,14 @@ class NativeLogFilter:
             encoding=sys.stderr.encoding,
             errors=sys.stderr.errors or "backslashreplace",
         )
-        self._thread = threading.Thread(target=self._pump, name="NativeLogFilter", daemon=True)
-        self._thread.start()
+
+    def show_all(self) -> None:
+        """Tell the filter to pass every line from now on."""
+        if self.installed and not self._closing:
+            try:
+                os.write(2, _SHOW_ALL)
+            except OSError:
+                pass
 
     def close(self) -> None:
         if not self.installed or self._closing:
@@ -122,44 +146,66 @@ class NativeLogFilter:
             sys.stderr.flush()
         except (OSError, ValueError):
             pass
-        os.dup2(self._saved, 2)  # the pipe's last writer is gone: the reader drains it, stops
-        if self._thread is not None:
-            self._thread.join(DRAIN_SECONDS)
-            if self._thread.is_alive():  # a child process still holds the pipe: leave it be
-                return
+        os.dup2(self._saved, 2)  # our end of the pipe is gone: the filter drains it, stops
+        if self._child is not None and not _reaped(self._child, DRAIN_SECONDS):
+            return  # a process of ours still holds the pipe: the filter outlives us, fine
         os.close(self._saved)
         self._saved = None
         if self._python_stderr is not None:
             sys.stderr = self._python_stderr  # writes to fd 2, the real stderr again
 
-    def _pump(self) -> None:
-        """Pass on every line that is not noise, until the pipe is closed."""
+
+def _reaped(pid: int, seconds: float) -> bool:
+    """Wait up to ``seconds`` for the filter child to end; True once it has."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            return True
+        if done:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.01)
+
+
+def _run_filter(read: int, out: int) -> None:
+    """The child's whole life: pass on every line that is not noise, then ``_exit``."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
+    show_all = _passing_all()
+    try:
         pending = b""
         while True:
             if pending:
-                ready, _, _ = select.select([self._read], [], [], PARTIAL_LINE_SECONDS)
+                ready, _, _ = select.select([read], [], [], PARTIAL_LINE_SECONDS)
                 if not ready:  # an unfinished line that stays unfinished: pass it on
-                    self._forward(pending)
+                    show_all = _forward(pending, out, show_all)
                     pending = b""
                     continue
-            chunk = os.read(self._read, 65536)
+            chunk = os.read(read, 65536)
             if not chunk:
                 break
             *lines, pending = (pending + chunk).split(b"\n")
             for line in lines:
-                self._forward(line + b"\n")
+                show_all = _forward(line + b"\n", out, show_all)
         if pending:
-            self._forward(pending)
-        os.close(self._read)
+            _forward(pending, out, show_all)
+    finally:
+        os._exit(0)
 
-    def _forward(self, data: bytes) -> None:
-        text = data.decode("utf-8", "replace")
-        if is_noise(text) and not _passing_all():
-            return
+
+def _forward(data: bytes, out: int, show_all: bool) -> bool:
+    """Write ``data`` to ``out`` unless it is noise; returns whether to pass all from now."""
+    if data == _SHOW_ALL:
+        return True
+    if show_all or not is_noise(data.decode("utf-8", "replace")):
         try:
-            os.write(self._saved, data)
+            os.write(out, data)
         except OSError:
             pass
+    return show_all
 
 
 _FILTER = NativeLogFilter()

@@ -138,3 +138,18 @@ def test_stderr_stays_a_terminal_for_python(tmp_path):
     os.close(follower)
     os.close(leader)
     assert Path(out).read_text().strip() == "True"
+
+
+def test_a_native_crash_keeps_its_last_line():
+    """A library that prints its fatal line and aborts (a failed check, SIGILL on a Pi 4)
+    must not take that line with it: the filter is a process, not a thread."""
+    script = (
+        "import os; from pi_facegate.cli import native_logs; native_logs.install(); "
+        "os.write(2, b'INFO: noise\\n'); "
+        "os.write(2, b'FATAL ERROR: This binary was compiled with lse enabled\\n'); os.abort()"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode != 0
+    assert "compiled with lse enabled" in done.stderr and "INFO: noise" not in done.stderr
