@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -146,6 +147,13 @@ class TrackLiveness:
             return False
         return self._texture_says() != "live"
 
+    def judge(
+        self, now: float, texture: Callable[[], float | None], mesh: np.ndarray | None = None
+    ) -> LivenessResult:
+        """This frame's verdict, running ``texture()`` (the models, the costly part) only
+        while another score could still change it (:meth:`wants_texture`)."""
+        return self.add(now, texture() if self.wants_texture() else None, mesh)
+
     def add(self, now: float, texture: float | None = None, mesh: np.ndarray | None = None):
         """Take this frame's evidence (either may be absent) and return the verdict."""
         if texture is not None:
@@ -225,6 +233,17 @@ class LivenessJudge:
         """Whether the caller should run the texture models on this track's face now."""
         return self.track(track_id, now).wants_texture()
 
+    def judge(
+        self,
+        track_id: int,
+        now: float,
+        texture: Callable[[], float | None],
+        mesh: np.ndarray | None = None,
+    ) -> LivenessResult:
+        """:meth:`observe` with ``texture()`` run only while :meth:`wants_texture`."""
+        score = texture() if self.wants_texture(track_id, now) else None
+        return self.observe(track_id, now, texture=score, mesh=mesh)
+
     def observe(
         self,
         track_id: int,
@@ -276,10 +295,8 @@ class CaptureLiveness:
 
     def feed(self, image: np.ndarray, face: Any, mesh: np.ndarray | None, now: float) -> None:
         """This frame's evidence of the face being captured."""
-        score = None
-        if self.judge.wants_texture(self._TRACK, now):
-            score = self.texture(image, face)  # None: no texture evidence, never live
-        self.result = self.judge.observe(self._TRACK, now, texture=score, mesh=mesh)
+        # the texture score None: no texture evidence, never live
+        self.result = self.judge.judge(self._TRACK, now, lambda: self.texture(image, face), mesh)
 
     def refusal(self) -> str | None:
         """``None`` when the capture showed a live face, else the reason to store nobody."""

@@ -459,10 +459,9 @@ class DoorService:
             return None
         if not getattr(match, "recognised", match.accepted):
             return None
-        texture = None
-        if self.liveness.wants_texture(track, captured):
-            texture = self._texture_score(image, analysis.face)
-        return self.liveness.observe(track, captured, texture=texture, mesh=analysis.mesh)
+        return self.liveness.judge(
+            track, captured, lambda: self._texture_score(image, analysis.face), analysis.mesh
+        )
 
     def _act(self, decision: Decision, captured: float) -> None:
         fields = decision.event_fields()

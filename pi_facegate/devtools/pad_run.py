@@ -129,11 +129,12 @@ class CueJudge:
         if state is None:
             state = tracks[track] = (TrackLiveness(self.settings, t), TrackCues())
         liveness, cues = state
-        score = None
-        if liveness.wants_texture():
-            score = self.texture.score(image, analysis.face)
-            cues.textures.append(score)
-        result = liveness.add(t, texture=score, mesh=analysis.mesh)
+
+        def texture() -> float:
+            cues.textures.append(self.texture.score(image, analysis.face))
+            return cues.textures[-1]
+
+        result = liveness.judge(t, texture, analysis.mesh)
         cues.judged += 1
         cues.last = result
         if result.live and cues.live_after is None and not result.timed_out:

@@ -107,10 +107,9 @@ class OurPipeline:
         """The daemon's liveness step for one face (``None`` when liveness is off)."""
         if self.texture is None or analysis.match is None:
             return None
-        score = None
-        if self.liveness.wants_texture(track, now):
-            score = self.texture.score(image, analysis.face)
-        return self.liveness.observe(track, now, texture=score, mesh=analysis.mesh)
+        return self.liveness.judge(
+            track, now, lambda: self.texture.score(image, analysis.face), analysis.mesh
+        )
 
 
 def add_strangers(
