@@ -91,6 +91,15 @@ class LivenessConfig(FacegateBaseModel):
     planarity: PlanarityConfig = Field(
         default_factory=PlanarityConfig, description="the 3-D-from-motion cue"
     )
+    prompt_after_seconds: float | None = Field(
+        1.5,
+        gt=0.0,
+        le=60.0,
+        description="seconds a recognised face waits for the 3-D cue before the door blinks "
+        "and beeps to ask the person to turn their head a little (once per visit; a perfectly "
+        "still live face gives the cue nothing to measure); null: never ask. Must be below "
+        "max_wait_seconds (left at its default with a shorter wait, it never asks)",
+    )
 
     @model_validator(mode="after")
     def _order(self) -> LivenessConfig:
@@ -101,6 +110,21 @@ class LivenessConfig(FacegateBaseModel):
                         "liveness.texture_attack_below must be below texture_live_above",
                         (("texture_attack_below",), ("texture_live_above",)),
                         self.texture_attack_below,
+                    )
+                ]
+            )
+        prompt = self.prompt_after_seconds
+        # only when set on purpose: a shorter max_wait_seconds alone just means no prompt
+        if "prompt_after_seconds" in self.model_fields_set and prompt is not None and (
+            prompt >= self.max_wait_seconds
+        ):
+            raise_violations(
+                [
+                    Violation(
+                        "liveness.prompt_after_seconds must be below max_wait_seconds (a "
+                        "prompt after the wait is over comes too late to help)",
+                        (("prompt_after_seconds",), ("max_wait_seconds",)),
+                        prompt,
                     )
                 ]
             )

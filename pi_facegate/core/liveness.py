@@ -24,6 +24,13 @@ The rule (``LivenessSettings``):
   track was first judged the policy denies it with reason ``no_liveness``, and that too is
   final for the track (walking away and back starts a new track and a new wait).
 
+The **move prompt**: a live person who stands perfectly still gives planarity nothing to
+measure (NUAA subject 0003 sat still for 11 s: no frame pair moved out of plane), so after
+``prompt_after_seconds`` of waiting for the 3-D cue the result asks, once per track, for a
+prompt (:attr:`LivenessResult.prompt`): the door blinks and beeps "turn your head a little".
+The prompt is a request, never evidence: the rule above is unchanged, and a photo that is
+prompted is still a plane.
+
 Pure: numpy in, plain data out, the clock passed in. The daemon feeds it; the access policy
 reads its :class:`LivenessResult`.
 """
@@ -61,6 +68,8 @@ class LivenessSettings:
     :param texture_frames: scores the texture median needs (and keeps: older ones drop out)
     :param max_wait_seconds: how long a recognised face may wait for a live verdict before it
         is denied with reason ``no_liveness``
+    :param prompt_after_seconds: how long it waits for the 3-D cue before the door asks the
+        person to turn their head (once per track); ``None``: never ask
     :param planarity: the planarity cue's own thresholds
     """
 
@@ -69,6 +78,7 @@ class LivenessSettings:
     texture_frames: int = 3
     max_wait_seconds: float = 4.0
     planarity: PlanaritySettings = field(default_factory=PlanaritySettings)
+    prompt_after_seconds: float | None = 1.5
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.texture_attack_below < self.texture_live_above <= 1.0:
@@ -83,6 +93,9 @@ class LivenessSettings:
             raise ConfigError(
                 f"liveness: max_wait_seconds must be > 0, got {self.max_wait_seconds}"
             )
+        prompt = self.prompt_after_seconds
+        if prompt is not None and not (math.isfinite(prompt) and prompt > 0):
+            raise ConfigError(f"liveness: prompt_after_seconds must be > 0, got {prompt}")
 
 
 @dataclass(frozen=True)
@@ -92,7 +105,9 @@ class LivenessResult:
     ``texture`` is the median of the latest scores (None before the first), ``texture_count``
     how many scores it rests on; ``planarity`` the planarity cue's result; ``waited`` the
     seconds since the track was first judged; ``timed_out`` true once that exceeds
-    ``max_wait_seconds`` without a live or attack verdict; ``reason`` which cue decided.
+    ``max_wait_seconds`` without a live or attack verdict; ``reason`` which cue decided;
+    ``prompt`` true on the one result of the track that should make the door ask the person
+    to turn their head (see the module's docstring).
     """
 
     state: LivenessState
@@ -102,6 +117,7 @@ class LivenessResult:
     waited: float
     timed_out: bool
     reason: str
+    prompt: bool = False
 
     @property
     def live(self) -> bool:
@@ -137,6 +153,7 @@ class TrackLiveness:
         self.planarity = PlanarityCue(settings.planarity)
         self.attack_reason: str | None = None  # set once: an attack is final for the track
         self.gave_up = False  # set once: a track that timed out is not granted later either
+        self.prompted = False  # set once: the door asks a track to move at most once
 
     def wants_texture(self) -> bool:
         """Whether another texture score would still change anything (it costs two model
@@ -194,9 +211,24 @@ class TrackLiveness:
             self.gave_up = True  # the wait is over for this track: it stays denied
         timed_out = self.gave_up and state is LivenessState.WAITING
         median = float(np.median(self.textures)) if self.textures else None
+        prompt = self._prompt_now(state, waited, planarity)
         return LivenessResult(
-            state, median, len(self.textures), planarity, waited, timed_out, reason
+            state, median, len(self.textures), planarity, waited, timed_out, reason, prompt
         )
+
+    def _prompt_now(self, state: LivenessState, waited: float, planarity: PlanarityResult) -> bool:
+        """True once: still waiting, for the 3-D cue, longer than ``prompt_after_seconds``.
+
+        Only the 3-D cue is helped by moving; a face waiting for texture alone, an attack or
+        a track whose wait is over is not asked.
+        """
+        after = self.settings.prompt_after_seconds
+        if self.prompted or after is None or state is not LivenessState.WAITING or self.gave_up:
+            return False
+        if planarity.verdict is PlanarityVerdict.THREE_D or waited < after:
+            return False
+        self.prompted = True
+        return True
 
 
 def _waiting_for(texture: str | None, planarity: PlanarityResult) -> str:

@@ -459,9 +459,13 @@ class DoorService:
             return None
         if not getattr(match, "recognised", match.accepted):
             return None
-        return self.liveness.judge(
+        result = self.liveness.judge(
             track, captured, lambda: self._texture_score(image, analysis.face), analysis.mesh
         )
+        if result.prompt:  # a still face: ask for a turn of the head (a request, not evidence)
+            self.door.signal("move_prompt")
+            self._record("liveness_prompt", person=match.name, detail=result.cues())
+        return result
 
     def _act(self, decision: Decision, captured: float) -> None:
         fields = decision.event_fields()

@@ -226,6 +226,7 @@ def liveness_settings(config: Config) -> LivenessSettings:
         texture_attack_below=lv.texture_attack_below,
         texture_frames=lv.texture_frames,
         max_wait_seconds=lv.max_wait_seconds,
+        prompt_after_seconds=lv.prompt_after_seconds,
         planarity=PlanaritySettings(
             planar_below=pl.planar_below,
             three_d_above=pl.three_d_above,

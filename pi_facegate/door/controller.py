@@ -304,7 +304,8 @@ class DoorController:
         is logged and otherwise ignored: signalling never affects the lock.
 
         :param kind: one of :data:`~pi_facegate.door.indicators.SIGNAL_KINDS` ("granted",
-            "denied", "alarm", "enrolment_start", "enrolment_ok", "enrolment_failed").
+            "denied", "alarm", "move_prompt", "enrolment_start", "enrolment_ok",
+            "enrolment_failed").
         :raises DoorError: for an unknown kind (a programming error).
         """
         if self._indicators is not None:

@@ -27,6 +27,8 @@ _SIGNAL_PATTERNS: dict[str, tuple[tuple[str, float | None, float, int], ...]] = 
     "denied": (("_led_denied", 0.2, 0.2, 3), ("_buzzer", 0.5, 0.0, 1)),
     # an alarm (too many refused faces, a door forced or held open): 6 beeps, unlike any other
     "alarm": (("_led_denied", 0.1, 0.1, 10), ("_buzzer", 0.2, 0.1, 6)),
+    # "turn your head a little" (liveness waits for the 3-D cue): quick green blinks, 2 chirps
+    "move_prompt": (("_led_granted", 0.1, 0.1, 4), ("_buzzer", 0.05, 0.15, 2)),
     "enrolment_start": (("_led_enrolment", 0.25, 0.25, 4), ("_buzzer", 0.05, 0.1, 2)),
     "enrolment_ok": (
         ("_led_enrolment", 1.0, 0.0, 1),

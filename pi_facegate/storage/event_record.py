@@ -23,6 +23,7 @@ KINDS = (
     "granted",
     "denied",
     "presentation_attack",
+    "liveness_prompt",
     "unlocked",
     "relocked",
     "exit_request",

@@ -120,6 +120,8 @@ def test_cues_carry_every_score_for_the_event_log():
         {"texture_frames": 0},
         {"max_wait_seconds": 0.0},
         {"max_wait_seconds": float("inf")},
+        {"prompt_after_seconds": 0.0},
+        {"prompt_after_seconds": float("nan")},
     ],
 )
 def test_bad_settings_are_refused(kwargs):
@@ -130,6 +132,42 @@ def test_bad_settings_are_refused(kwargs):
 def test_a_texture_score_must_be_a_probability():
     with pytest.raises(ValueError, match="probability"):
         LivenessJudge().observe(1, 0.0, texture=1.5)
+
+
+def test_a_still_face_is_asked_once_to_turn_its_head():
+    """Waiting for the 3-D cue longer than prompt_after_seconds: one prompt, then the rule
+    decides as before (a head that turns after the prompt is live)."""
+    settings = LivenessSettings(prompt_after_seconds=1.0, max_wait_seconds=4.0)
+    meshes = still_head(15) + turning_head()  # 1.5 s still, then turns
+    results = run(meshes, [LIVE_SKIN] * len(meshes), settings)
+    prompted = [i for i, r in enumerate(results) if r.prompt]
+    assert prompted == [10]  # the first frame at 1.0 s, and only that one
+    assert not any(r.live for r in results[:15]) and results[-1].live
+
+
+@pytest.mark.parametrize(
+    ("meshes", "texture", "settings"),
+    [
+        # the turning head is 3-D from 1.1 s on (frame 11), a print an attack from frame 2
+        (turning_head(), LIVE_SKIN, LivenessSettings(prompt_after_seconds=1.5)),  # live first
+        (turning_head(), PRINT, LivenessSettings(prompt_after_seconds=0.5)),  # an attack
+        (turning_head(), UNSURE, LivenessSettings(prompt_after_seconds=1.5)),  # texture waits
+        (still_head(), LIVE_SKIN, LivenessSettings(prompt_after_seconds=None)),  # switched off
+        (still_head(40), LIVE_SKIN, LivenessSettings(max_wait_seconds=1.0)),  # wait too short
+    ],
+    ids=["live-before-the-prompt", "attack", "waiting-for-texture", "off", "wait-too-short"],
+)
+def test_no_prompt_where_moving_would_not_help(meshes, texture, settings):
+    results = run(meshes, [texture] * len(meshes), settings)
+    assert not any(r.prompt for r in results)
+
+
+def test_a_prompted_photo_is_still_a_plane():
+    settings = LivenessSettings(prompt_after_seconds=0.5)
+    meshes = still_head(10) + turning_photo()  # a still screen, then swung once prompted
+    results = run(meshes, [LIVE_SKIN] * len(meshes), settings)
+    assert [r.prompt for r in results].count(True) == 1
+    assert results[-1].attack and not any(r.live for r in results)
 
 
 # --------------------------------------------------------------------------- the policy gate

@@ -99,6 +99,25 @@ def test_a_live_talking_head_is_let_in(facedata, state, in_process, tmp_path):
     assert granted[0].detail["liveness"] == "live"
     assert granted[0].detail["planarity"] == "3-d" and granted[0].detail["texture"] >= 0.7
     assert "presentation_attack" not in [e.kind for e in events]
+    assert "liveness_prompt" not in [e.kind for e in events]  # 3-D after 0.6 s: no need
+
+
+def test_a_live_person_standing_still_is_asked_once_to_turn_their_head(facedata, state, in_process):
+    """NUAA subject 0003 sits perfectly still: no frame pair moves out of plane, so the 3-D
+    cue has nothing to measure. After prompt_after_seconds (1.5) the door asks, once, for a
+    turn of the head. A recording cannot answer, so it is still denied: the prompt is a
+    request, never evidence."""
+    live = nuaa_session(facedata, "ClientRaw", "0003_01_00_01", state / "live")
+    assert cli(state, "enroll", "NUAA 0003", str(sorted(live.iterdir())[0].resolve())) == 0
+    events = replay(state, live, fps=15)
+    prompts = [e for e in events if e.kind == "liveness_prompt"]
+    assert [e.person for e in prompts] == ["NUAA 0003"]
+    assert prompts[0].detail["planarity"] != "3-d" and prompts[0].detail["waited_s"] >= 1.5
+    kinds = [e.kind for e in events]
+    assert "granted" not in kinds and "unlocked" not in kinds
+    denied = [e for e in events if e.kind == "denied"]
+    assert denied and denied[0].detail["reason"] == "no_liveness"
+    assert denied[0].time > prompts[0].time
 
 
 @pytest.fixture
