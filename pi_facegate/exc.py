@@ -84,3 +84,11 @@ class EnrolmentError(FacegateError, RuntimeError):
     The message names the reason a person or an administrator can act on ("too blurred",
     "two faces", "already enrolled as 'Bob'", "the arming file is not valid JSON").
     """
+
+
+class MqttError(FacegateError, RuntimeError):
+    """The MQTT link cannot be set up: an unusable password or key file, or a bad setting.
+
+    The broker being down or refusing the login is not one of these: the publisher reports
+    that in the log and keeps retrying, and the door works on without it.
+    """

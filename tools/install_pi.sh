@@ -2,7 +2,7 @@
 # Install pi-facegate on a Raspberry Pi (Raspberry Pi OS Bookworm or Trixie, 64-bit) from a
 # clone of this repository. Run it as root; run it again after a `git pull` to update.
 #
-#   sudo tools/install_pi.sh [--prefix DIR] [--no-systemd] [--dry-run]
+#   sudo tools/install_pi.sh [--prefix DIR] [--no-systemd] [--mqtt | --no-mqtt] [--dry-run]
 #
 # What it does, each step only if it is not done already (a second run changes nothing):
 #  1. apt: python3-venv, python3-numpy (the system numpy that apt's picamera2 is built against),
@@ -26,12 +26,23 @@
 #  7. the systemd unit in /etc/systemd/system, enabled (not started: check the config first).
 #     Where systemd is not running (a chroot, a container) the unit is enabled offline with
 #     `systemctl --root=/` and nothing is started.
+#  8. with --mqtt (MQTT / Home Assistant, the config's mqtt: section): the [mqtt] extra
+#     (paho-mqtt), and a drop-in pi-facegate.service.d/mqtt.conf that opens the offline unit
+#     only as far as the broker needs: PrivateNetwork=no, Internet sockets, and IP traffic to
+#     the broker's address alone (IPAddressDeny=any stays). The address is the config's
+#     mqtt.host if that is an IP address; a host name is resolved now and its addresses
+#     allowed (plus localhost, for a local resolver): run the installer again if they
+#     change, or set IPAddressAllow= in the drop-in by hand. No mqtt.host yet: only localhost
+#     is allowed (set it, then run the installer again). Remembered: later runs keep the
+#     drop-in up to date; --no-mqtt removes it (the service is offline again).
 # Then it checks, as the service user, that the config is valid and both models are found,
 # and with systemd-analyze that the installed unit loads.
 #
 # Options:
 #   --prefix DIR   where the venv and the copy of the project go (default /opt/pi-facegate)
 #   --no-systemd   do not install or enable the systemd unit
+#   --mqtt         install the [mqtt] extra and the MQTT network drop-in (step 8)
+#   --no-mqtt      remove the MQTT network drop-in (the service is offline again)
 #   --dry-run      say what would change, change nothing
 set -euo pipefail
 umask 022 # whatever sudo passed on: the service user must be able to read what we install
@@ -39,6 +50,8 @@ umask 022 # whatever sudo passed on: the service user must be able to read what 
 PREFIX=/opt/pi-facegate
 WITH_SYSTEMD=1
 DRY_RUN=0
+WITH_MQTT="" # 1: --mqtt, 0: --no-mqtt, empty: as before (the drop-in is there: yes)
+EXTRAS=pi
 
 SERVICE_USER=facegate
 SERVICE_GROUPS=(video gpio)
@@ -46,6 +59,7 @@ CONFIG_DIR=/etc/pi-facegate
 STATE_DIR=/var/lib/pi-facegate
 UNIT_NAME=pi-facegate.service
 UNIT_DIR=/etc/systemd/system
+MQTT_DROPIN_NAME=mqtt.conf
 COMMAND=/usr/local/bin/facegate
 # What goes into PREFIX/src: enough to build the wheel, plus the models, the default
 # config, the unit and the constraints.
@@ -313,10 +327,10 @@ step_pip() {
     numpy=$(system_numpy)
   fi
   if [ "$DRY_RUN" = 1 ] && [ ! -x "$pip" ]; then
-    change "pip install pi-facegate[pi] into $VENV (numpy==$numpy, the system's)"
+    change "pip install pi-facegate[$EXTRAS] into $VENV (numpy==$numpy, the system's)"
     return
   fi
-  want="$(tree_digest "$SRC") numpy==$numpy [pi]"
+  want="$(tree_digest "$SRC") numpy==$numpy [$EXTRAS]"
   if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] || ! compgen -G "$wheels/pi_facegate-*.whl" >/dev/null; then
     change "build the pi-facegate wheel from $SRC"
     if [ "$DRY_RUN" = 0 ]; then
@@ -337,7 +351,7 @@ step_pip() {
     run "$pip" uninstall --quiet --yes numpy
   fi
   if [ "$DRY_RUN" = 1 ]; then
-    say "would    check the dependencies with pip (pi-facegate[pi], numpy==$numpy)"
+    say "would    check the dependencies with pip (pi-facegate[$EXTRAS], numpy==$numpy)"
     return
   fi
   wheel=$(compgen -G "$wheels/pi_facegate-*.whl" | head -n1)
@@ -348,16 +362,16 @@ step_pip() {
     1.*) constraints+=(--constraint "$SRC/tools/constraints-numpy1.txt") ;;
   esac
   out=$(mktemp)
-  if ! "$pip" install "${constraints[@]}" "${wheel}[pi]" >"$out" 2>&1; then
+  if ! "$pip" install "${constraints[@]}" "${wheel}[$EXTRAS]" >"$out" 2>&1; then
     cat "$out" >&2
     rm -f "$out" "$pins"
-    die "pip could not install pi-facegate[pi] with the system's numpy $numpy (output above)"
+    die "pip could not install pi-facegate[$EXTRAS] with the system's numpy $numpy (output above)"
   fi
   rm -f "$pins"
   if grep -q '^Successfully installed' "$out"; then
     change "pip: $(grep '^Successfully installed' "$out")"
   else
-    ok "pip: pi-facegate[pi] and every dependency already installed"
+    ok "pip: pi-facegate[$EXTRAS] and every dependency already installed"
   fi
   rm -f "$out"
   [ "$(cat "$stamp" 2>/dev/null)" = "$want" ] || echo "$want" >"$stamp"
@@ -440,6 +454,88 @@ step_state() {
   ensure_dir "$STATE_DIR" 0700 "$SERVICE_USER:$SERVICE_USER"
 }
 
+# ------------------------------------------------------------------------------------ mqtt
+# The broker's host from the installed config (empty: none yet, or the config does not load:
+# the config check at the end says why).
+mqtt_host() {
+  [ -x "$VENV/bin/python" ] && [ -f "$CONFIG_DIR/config.yaml" ] || return 0
+  "$VENV/bin/python" - "$CONFIG_DIR/config.yaml" <<'PY' 2>/dev/null || true
+import sys
+
+from pi_facegate.config.loader import load_config
+
+print(load_config(sys.argv[1]).mqtt.host or "")
+PY
+}
+
+# IPAddressAllow= for HOST: an IP address as it is; localhost; a name's addresses now (sorted,
+# so that a second run writes the same file), with localhost for a local resolver.
+mqtt_allowed() {
+  python3 - "$1" <<'PY'
+import ipaddress
+import socket
+import sys
+
+host = sys.argv[1]
+if not host or host == "localhost":
+    print("localhost")
+    sys.exit()
+try:
+    print(ipaddress.ip_address(host))
+    sys.exit()
+except ValueError:
+    pass
+try:
+    found = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+except OSError:
+    found = []
+print(" ".join(["localhost", *sorted({str(ipaddress.ip_address(a[4][0])) for a in found})]))
+PY
+}
+
+mqtt_dropin_text() {
+  local host=$1 allowed=$2 why
+  if [ -z "$host" ]; then
+    why="no mqtt.host in $CONFIG_DIR/config.yaml yet, so only localhost (set it, run again)"
+  elif [ "$allowed" = "$host" ] || [ "$host" = localhost ]; then
+    why="mqtt.host $host"
+  else
+    why="mqtt.host $host as resolved when this was written (run the installer again if it moves)"
+  fi
+  cat <<EOF
+# Written by pi-facegate's tools/install_pi.sh --mqtt: the network the MQTT link needs, and
+# no more; the unit is offline otherwise. IP traffic to the broker only.
+# Allowed: $why.
+[Service]
+PrivateNetwork=no
+RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6
+IPAddressDeny=any
+IPAddressAllow=$allowed
+EOF
+}
+
+step_mqtt_dropin() {
+  local dropin="$UNIT_DIR/$UNIT_NAME.d/$MQTT_DROPIN_NAME" host allowed
+  if [ "$WITH_MQTT" != 1 ]; then
+    if [ -f "$dropin" ]; then
+      change "remove $dropin (--no-mqtt: the service is offline again)"
+      run rm -f "$dropin"
+      UNIT_CHANGED=1
+    fi
+    return 0
+  fi
+  host=$(mqtt_host)
+  allowed=$(mqtt_allowed "$host")
+  if [ "$allowed" = localhost ] && [ -n "$host" ] && [ "$host" != localhost ]; then
+    say "note: mqtt.host $host does not resolve now: only localhost is allowed"
+  fi
+  # (not a pipe: install_content counts the change in this shell)
+  if install_content "$dropin" 0644 root:root "systemd drop-in (MQTT network: $allowed)" \
+    < <(mqtt_dropin_text "$host" "$allowed"); then
+    UNIT_CHANGED=1
+  fi
+}
+
 # --------------------------------------------------------------------------------- systemd
 UNIT_CHANGED=0
 
@@ -452,6 +548,7 @@ step_systemd() {
 [Service]
 Environment=FACEGATE_MODELS=$SRC/models
 EOF
+  step_mqtt_dropin
   if ! command -v systemctl >/dev/null; then
     say "note: systemctl not found: the unit is installed but not enabled"
     return
@@ -511,6 +608,8 @@ main() {
       --prefix) [ $# -ge 2 ] || die "--prefix needs a directory"; PREFIX=$2; shift 2 ;;
       --prefix=*) PREFIX=${1#*=}; shift ;;
       --no-systemd) WITH_SYSTEMD=0; shift ;;
+      --mqtt) WITH_MQTT=1; shift ;;
+      --no-mqtt) WITH_MQTT=0; shift ;;
       -n | --dry-run) DRY_RUN=1; shift ;;
       -h | --help) usage; exit 0 ;;
       *) usage >&2; die "unknown option $1" ;;
@@ -520,6 +619,10 @@ main() {
   PREFIX=${PREFIX%/}
   VENV=$PREFIX/venv
   SRC=$PREFIX/src
+  if [ -z "$WITH_MQTT" ]; then # remembered: an earlier --mqtt left its drop-in
+    if [ -f "$UNIT_DIR/$UNIT_NAME.d/$MQTT_DROPIN_NAME" ]; then WITH_MQTT=1; else WITH_MQTT=0; fi
+  fi
+  if [ "$WITH_MQTT" = 1 ]; then EXTRAS=pi,mqtt; fi
   check_system
   say "installing pi-facegate from $REPO into $PREFIX$([ "$DRY_RUN" = 1 ] && echo ' (dry run)')"
   step_apt

@@ -9,7 +9,8 @@ This module is the schema only; reading the YAML file and reporting problems wit
 numbers is :mod:`pi_facegate.config.loader`. The shared base model and rule machinery are in
 :mod:`pi_facegate.config.base`, the door's GPIO sections and the one-pin rule in
 :mod:`pi_facegate.config.gpio`, the access rules (votes, time zone, alarms, schedules) in
-:mod:`pi_facegate.config.access`.
+:mod:`pi_facegate.config.access`, the MQTT / Home Assistant link in
+:mod:`pi_facegate.config.mqtt`.
 
 Values are checked strictly: ``pin: "17"`` or ``unlock_seconds: "3s"`` is an error, not a
 silent conversion.
@@ -34,6 +35,7 @@ from pi_facegate.config.base import (
 )
 from pi_facegate.config.gpio import PIN_KEYS, BcmPin, DoorConfig, pin_conflicts
 from pi_facegate.config.liveness import LivenessConfig
+from pi_facegate.config.mqtt import MqttConfig
 
 # --------------------------------------------------------------------------- camera
 
@@ -500,6 +502,10 @@ class Config(FacegateBaseModel):
     )
     logging: LoggingConfig = Field(
         default_factory=LoggingConfig, description="log level and destination"
+    )
+    mqtt: MqttConfig = Field(
+        default_factory=MqttConfig,
+        description="events and state to an MQTT broker (Home Assistant); off by default",
     )
 
     @field_validator("schedules", mode="before")

@@ -48,6 +48,7 @@ from pi_facegate.daemon import wiring as components
 from pi_facegate.daemon.access_guard import AccessGuard
 from pi_facegate.daemon.door_enrolment import DoorEnrolment
 from pi_facegate.daemon.enrolment_store import EnrolmentOutcome, complete
+from pi_facegate.daemon.mqtt_link import MqttLink, start_link
 from pi_facegate.daemon.notify import Notifier
 from pi_facegate.daemon.status_file import StatusWriter, service_state, status_path
 from pi_facegate.door.controller import DoorController
@@ -66,7 +67,7 @@ READ_TIMEOUT_SECONDS = 1.0  # a read never blocks longer, so signals and the wat
 #: denials that end a face's chances for the rest of its track
 FINAL_DENIALS = frozenset({Verdict.DENY_ATTACK, Verdict.DENY_NO_LIVENESS})
 # Settings the running daemon cannot change without reopening hardware or models.
-RESTART_SECTIONS = ("camera", "detector", "embedder", "storage")
+RESTART_SECTIONS = ("camera", "detector", "embedder", "storage", "mqtt")
 RESTART_DOOR_KEYS = ("simulate", "relay", "contact", "exit_button", "leds", "buzzer")
 RESTART_ENROLMENT_KEYS = ("button_pin", "button_pull_up", "long_press_seconds")
 
@@ -117,6 +118,7 @@ class DoorService:
         self.recognizer: Recognizer | None = None
         self.gallery: Gallery | None = None
         self.camera: FrameSource | None = None
+        self.mqtt = MqttLink()  # does nothing until start(); see pi_facegate.daemon.mqtt_link
         self.policy = components.make_policy(config)
         self.guard = AccessGuard(config, self._record, self._signal, wall_clock)
         self.tracker = FaceTracker()
@@ -183,6 +185,7 @@ class DoorService:
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.events = EventWriter(events_path, max_events=cfg.storage.max_events)
         self.door = components.make_door(cfg, opts.simulate_gpio, self._door_event)
+        self.mqtt = start_link(cfg, events_path, self.door)  # publishes from the event log
         self.enrolment.start(self.door)
         embedder = components.build_embedder(cfg)
         self.recognizer = components.build_recognizer(cfg, video=True, embedder=embedder)
@@ -267,6 +270,7 @@ class DoorService:
         if self.events is not None:
             self._record("stopped", detail={"frames": self.frames, "grants": self.grants})
             self.events.close()
+        self.mqtt.close()  # after the log is flushed: "stopped" is published, then offline
         self.status_file.close(service_state(self))
         self.camera = self.gallery = self.recognizer = self.door = self.events = None
         self.texture = None
@@ -289,6 +293,7 @@ class DoorService:
         status = 0
         started = time.monotonic()
         while not self.stop_event.is_set():
+            self.mqtt.serve(self.door, self._record)  # a remote unlock waiting: one pulse
             if self._reload_requested.is_set():
                 self._reload_requested.clear()
                 self.reload()
@@ -366,7 +371,9 @@ class DoorService:
         if now >= self._next_status:
             self._next_status = now + self.config.service.status_interval_seconds
             self.notifier.status(self.status_text(camera_ok))
-            self.status_file.write(service_state(self, camera_ok))  # for facegate status
+            state = service_state(self, camera_ok)
+            self.status_file.write(state)  # for facegate status
+            self.mqtt.status(state, self.status_file.last_decision)
 
     def fps(self) -> float:
         """Frames per second over the last 60 frames."""
@@ -510,6 +517,7 @@ class DoorService:
         if self.events is not None:
             self.events.record(kind, **fields)
         self.status_file.note(kind, fields)
+        self.mqtt.recorded(kind, fields)
         if self.on_event is not None:
             try:
                 self.on_event(kind, fields)

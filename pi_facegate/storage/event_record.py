@@ -46,6 +46,8 @@ KINDS = (
     "enrolment_ignored",
     "enrolment_expired",
     "enrolment_disarmed",
+    "remote_unlock",
+    "remote_unlock_refused",
 )
 
 _KIND_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,63}$")

@@ -400,6 +400,31 @@ class EventLog:
             rows.reverse()
         return [event_from_row(row) for row in rows]
 
+    def after(self, event_id: int, limit: int = 100) -> list[tuple[int, Event]]:
+        """``(id, event)`` pairs with an id above ``event_id``, in id order, at most ``limit``.
+
+        Ids are the file's row ids: they grow by one per event and only the oldest rows are
+        ever deleted, so they are the order events were recorded in and a reader's cursor
+        (the MQTT publisher's). Never creates or changes the file.
+        """
+        if limit < 0:
+            raise ValueError(f"limit must be >= 0, got {limit}")
+        if not self.exists():
+            return []
+        rows = self._execute(
+            "SELECT id, time, kind, person, distance, margin, detail FROM events "
+            "WHERE id > ? ORDER BY id LIMIT ?",
+            [int(event_id), int(limit)],
+        )
+        return [(int(row[0]), event_from_row(row[1:])) for row in rows]
+
+    def last_id(self) -> int:
+        """The id of the newest event, 0 when there is none (or no file)."""
+        if not self.exists():
+            return 0
+        rows = self._execute("SELECT max(id) FROM events", [])
+        return int(rows[0][0]) if rows and rows[0][0] is not None else 0
+
     def count(self) -> int:
         """How many events the file holds."""
         if not self.exists():
