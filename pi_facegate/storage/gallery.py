@@ -333,6 +333,24 @@ class Gallery:
             conn.execute("DELETE FROM people WHERE id = ?", (person.id,))
             return person
 
+    @contextmanager
+    def transaction(self, write: bool = False) -> Iterator[sqlite3.Connection]:
+        """The connection inside ONE transaction, for work on many people at once: a read
+        sees one snapshot (an export), a write (an import) commits all or nothing and, like
+        every write, bumps the generation the daemon polls."""
+        if not write:
+            with self._read() as conn:
+                conn.execute("BEGIN")
+                try:
+                    yield conn
+                finally:
+                    rollback(conn)
+            return
+        with self._write() as conn:
+            yield conn
+        if self._holds_people():
+            self._note_enrolment()
+
     def emptied(self) -> bool:
         """True when this gallery's marker says people were enrolled in it, and it holds
         nobody now: everyone removed, or the tables emptied behind the CLI's back."""
