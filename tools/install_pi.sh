@@ -541,8 +541,10 @@ UNIT_CHANGED=0
 
 step_systemd() {
   local dropin="$UNIT_DIR/$UNIT_NAME.d/install.conf"
-  if sed "s|/opt/pi-facegate|$PREFIX|g" "$REPO/systemd/$UNIT_NAME" |
-    install_content "$UNIT_DIR/$UNIT_NAME" 0644 root:root "systemd unit"; then UNIT_CHANGED=1; fi
+  # not a pipe: install_content must count the change in this shell (CHANGES decides the
+  # "nothing to change" line and the restart of a running service after an update)
+  if install_content "$UNIT_DIR/$UNIT_NAME" 0644 root:root "systemd unit" \
+    < <(sed "s|/opt/pi-facegate|$PREFIX|g" "$REPO/systemd/$UNIT_NAME"); then UNIT_CHANGED=1; fi
   if install_content "$dropin" 0644 root:root "systemd drop-in (models)" <<EOF; then UNIT_CHANGED=1; fi
 # Written by pi-facegate's tools/install_pi.sh: where this installation keeps its models.
 [Service]

@@ -136,11 +136,13 @@ def make_publisher(settings: MqttSettings, events_path: Path) -> MqttPublisher:
     with EventLog(events_path) as events:
         end = events.last_id()
     cursor = Cursor.open(cursor_path(Path(events_path).parent), end)
-    remote = None
-    if settings.allow_remote_unlock:
-        remote = RemoteUnlock(
-            settings.remote_unlock_per_minute, settings.broker, settings.client_id
-        )
+    # off, commands are still heard, to be refused and recorded (reason "disabled")
+    remote = RemoteUnlock(
+        settings.remote_unlock_per_minute,
+        settings.broker,
+        settings.client_id,
+        enabled=settings.allow_remote_unlock,
+    )
     return MqttPublisher(settings, events_path, cursor, password, context, remote)
 
 

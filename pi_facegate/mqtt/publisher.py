@@ -286,7 +286,7 @@ class MqttPublisher:
             node_id=s.node_id,
             name=s.door_name,
             sw_version=__version__,
-            remote_unlock=self.remote is not None,
+            remote_unlock=self.remote is not None and self.remote.enabled,
             has_contact=s.has_contact,
         )
 
@@ -408,8 +408,8 @@ class MqttPublisher:
             client.loop(self.loop_seconds)
 
     def _on_message(self, client: paho.Client, userdata: Any, message: paho.MQTTMessage) -> None:
-        """A command: judged by :attr:`remote`, or ignored when remote unlock is off (nothing
-        is subscribed then; this is a second lock on the same door)."""
+        """A command, judged by :attr:`remote` (which refuses every one when remote unlock
+        is off); a message on any other topic is ignored."""
         if self.remote is None or message.topic != self.topics.lock_set:
             return
         try:

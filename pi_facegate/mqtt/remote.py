@@ -1,16 +1,18 @@
 """Remote unlock: an ``UNLOCK`` on ``<prefix>/lock/set`` becomes one relay pulse.
 
-Only with ``mqtt.allow_remote_unlock`` (which the config refuses without TLS and a login):
-otherwise the publisher subscribes to nothing and this module is not used at all, so a
-command published on the topic reaches no code of the door. When it is on, the publisher's
-network thread hands each message to :meth:`RemoteUnlock.handle`, which judges it and puts a
-:class:`RemoteRequest` on a bounded queue; the daemon's frame loop takes one per frame
+Only with ``mqtt.allow_remote_unlock`` (which the config refuses without TLS and a login).
+Off, the door still listens on the topic so that a command is *refused and recorded*
+(reason ``disabled``): an administrator sees that someone tried, and nothing can open the
+door that way. The publisher's network thread hands each message to
+:meth:`RemoteUnlock.handle`, which judges it and puts a :class:`RemoteRequest` on a bounded
+queue; the daemon's frame loop takes one per frame
 (:meth:`RemoteUnlock.take`, never blocking) and pulses the relay the way the exit button
 does, recording ``remote_unlock`` with where the command came from. The door is only ever
 moved from the frame loop, as for a face.
 
 Refused, and recorded as ``remote_unlock_refused`` with the reason:
 
+* ``disabled``: remote unlock is off (``mqtt.allow_remote_unlock: false``, the default);
 * ``rate_limited``: more than ``remote_unlock_per_minute`` unlocks in the last minute;
 * ``retained``: a retained message (one left on the broker would open the door again on
   every reconnect);
@@ -92,6 +94,7 @@ class RemoteUnlock:
     :param per_minute: unlocks accepted per minute at most.
     :param broker: ``host:port`` of the broker, for the events' origin.
     :param client_id: the door's own MQTT client id, likewise.
+    :param enabled: False (remote unlock off): every command is refused as ``disabled``.
     """
 
     def __init__(
@@ -100,7 +103,9 @@ class RemoteUnlock:
         broker: str,
         client_id: str,
         clock: Callable[[], float] = time.monotonic,
+        enabled: bool = True,
     ) -> None:
+        self.enabled = enabled
         self.broker = broker
         self.client_id = client_id
         self._unlocks = RateLimit(per_minute, clock=clock)
@@ -117,7 +122,9 @@ class RemoteUnlock:
     ) -> RemoteRequest | None:
         """Judge one message; the request queued for the frame loop (None: not queued)."""
         origin = self._origin(topic, user_properties)
-        if retained:
+        if not self.enabled:
+            request = RemoteRequest(False, origin, "disabled")
+        elif retained:
             request = RemoteRequest(False, origin, "retained")
         elif payload.strip() != UNLOCK_COMMAND.encode():
             origin["payload"] = payload[:MAX_TEXT].decode("utf-8", "replace")

@@ -125,6 +125,13 @@ def test_unlock_is_accepted_with_its_origin_then_rate_limited():
     assert judge.take() == first and judge.take() == second and judge.take() is None
 
 
+def test_with_remote_unlock_off_every_command_is_refused_as_disabled():
+    judge = RemoteUnlock(3, "broker:1883", "pi-facegate-front", enabled=False)
+    request = judge.handle("p/lock/set", b"UNLOCK", False)
+    assert not request.accepted and request.event()[1]["reason"] == "disabled"
+    assert judge.take() == request and judge.take() is None
+
+
 @pytest.mark.parametrize(
     ("payload", "retained", "reason"),
     [

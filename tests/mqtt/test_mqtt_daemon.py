@@ -196,7 +196,7 @@ def wait_for_kinds(db: Path, kind: str, count: int, timeout: float = 30.0) -> li
     raise AssertionError(f"fewer than {count} {kind!r} events in {db}")
 
 
-def test_without_remote_unlock_an_unlock_command_is_not_acted_on(
+def test_without_remote_unlock_an_unlock_command_is_refused_and_recorded(
     tmp_path, broker: Broker, subscribe, password_file
 ):
     camera = {"type": "replay", "replay": {"path": str(blank_frames(tmp_path / "f")), "fps": 20,
@@ -207,13 +207,17 @@ def test_without_remote_unlock_an_unlock_command_is_not_acted_on(
     with running(config, tmp_path) as service:
         assert service.mqtt.publisher.connected.wait(WAIT)
         relay = service.door.pin_factory.pin(RELAY_PIN)
+        deadline = time.monotonic() + WAIT  # the subscription is made right after connecting
+        while "pi-facegate-front 1 pi-facegate/front/lock/set" not in broker.log.read_text():
+            assert time.monotonic() < deadline, "the door never subscribed to lock/set"
+            time.sleep(0.05)
         command(sub)
+        (refused,) = wait_for_kinds(tmp_path / "events.db", "remote_unlock_refused", 1)
         time.sleep(1.5)  # dozens of turns of the frame loop
     kinds = [e.kind for e in EventLog(tmp_path / "events.db").query()]
-    assert not {"unlocked", "remote_unlock", "remote_unlock_refused"} & set(kinds), kinds
+    assert not {"unlocked", "remote_unlock"} & set(kinds), kinds
+    assert refused.detail["reason"] == "disabled" and refused.detail["via"] == "mqtt"
     assert rises(relay) == 0
-    # nothing was subscribed: the broker never had a subscription of the door's
-    assert "pi-facegate-front 1 pi-facegate/front/lock/set" not in broker.log.read_text()
 
 
 def test_remote_unlock_over_tls_pulses_the_relay_once_and_is_rate_limited(
