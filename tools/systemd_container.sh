@@ -146,7 +146,7 @@ nspawn_run() {
     [ -n "${!v:-}" ] && env+=("--setenv=$v=${!v}")
   done
   timeout --kill-after=30 1800 systemd-nspawn -q -D "$ROOT" --machine=pi-facegate-ci --register=no --keep-unit \
-    --resolv-conf=copy-host --bind-ro="$(cd "$FACEDATA" && pwd)":/srv/facedata \
+    --console=pipe --resolv-conf=copy-host --bind-ro="$(cd "$FACEDATA" && pwd)":/srv/facedata \
     --bind="$CACHE/pip-cache":/root/.cache/pip --bind="$CACHE/apt-archives":/var/cache/apt/archives \
     --setenv=PIP_DISABLE_PIP_VERSION_CHECK=1 "${env[@]}" "$@"
 }
@@ -154,6 +154,16 @@ nspawn_run() {
 install_project() {
   nspawn_run bash "$CLONE/tools/install_pi.sh" 2>&1 | tee "$LOGS/install.log"
   grep -q '^install_pi: done' "$LOGS/install.log" || die "the installer failed (log: $LOGS/install.log)"
+  # Run again with the unit file edited by hand: exactly that one change is put back and
+  # counted (a change made inside a pipe once went uncounted: "nothing to change", and a
+  # running service was not restarted after an update).
+  echo "# edited by hand" >>"$ROOT/etc/systemd/system/pi-facegate.service"
+  nspawn_run bash "$CLONE/tools/install_pi.sh" >"$LOGS/install-2.log" 2>&1 ||
+    die "the second installer run failed (log: $LOGS/install-2.log)"
+  grep -q '^install_pi: done: 1 change(s)$' "$LOGS/install-2.log" ||
+    die "the second run with an edited unit: $(grep '^install_pi: done' "$LOGS/install-2.log"), want 1 change (log: $LOGS/install-2.log)"
+  ! grep -q 'edited by hand' "$ROOT/etc/systemd/system/pi-facegate.service" || die "the edited unit was not put back"
+  log "installer again with the unit edited by hand: $(grep '^install_pi: change' "$LOGS/install-2.log" | sed 's/install_pi: //')"
   # enrol the person of the replay, switch the installed config's camera to the replay
   nspawn_run bash "$CLONE/tools/systemd_container_inside.sh" prepare /srv/facedata 2>&1 |
     tee "$LOGS/prepare.log"
