@@ -251,5 +251,7 @@ class SupervisedSource(FrameSource):
 def _close_quietly(source: FrameSource) -> None:
     try:
         source.close()
+    except CameraError as exc:  # e.g. a read hung in the driver: the message says it all
+        log.warning("closing %s failed: %s", source.describe(), exc)
     except Exception:  # noqa: BLE001 - closing a failed camera: nothing more to do
         log.warning("closing %s failed", source.describe(), exc_info=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 from pathlib import Path
 
 from pi_facegate.cli import context
@@ -65,4 +66,11 @@ def run(args: argparse.Namespace) -> int:
     )
     service = DoorService(options, config)
     service.install_signal_handlers()
-    return service.run()
+    try:
+        return service.run()
+    finally:
+        # Locked and closed: from here on a SIGHUP or SIGTERM (a reload or stop storm) must
+        # not kill the exiting interpreter, which gives them back their default action
+        # ("terminate") while it finalizes, turning exit 0 into death by that signal.
+        for signum in (signal.SIGHUP, signal.SIGTERM):
+            signal.signal(signum, signal.SIG_IGN)

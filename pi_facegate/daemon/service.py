@@ -282,6 +282,9 @@ class DoorService:
             self.notifier.ready()
             self.ready_event.set()
             return self._loop()
+        except FacegateError as exc:  # why it stopped, in the log too (a corrupt gallery...)
+            self._record("fatal_error", detail={"error": str(exc), "type": type(exc).__name__})
+            raise
         finally:
             self.notifier.stopping()
             self.close()

@@ -20,6 +20,7 @@ from typing import Any
 KINDS = (
     "started",
     "stopped",
+    "fatal_error",
     "granted",
     "denied",
     "presentation_attack",

@@ -66,6 +66,7 @@ _LEVELS = {
     "enrolment_failed": logging.WARNING,
     "enrolment_ignored": logging.WARNING,
     "camera_error": logging.ERROR,
+    "fatal_error": logging.ERROR,
 }
 
 

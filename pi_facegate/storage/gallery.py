@@ -56,6 +56,7 @@ from pi_facegate.exc import (
 from pi_facegate.storage import access_rules
 from pi_facegate.storage.access_rules import KEEP
 from pi_facegate.storage.gallery_file import (
+    file_key,
     gallery_error,
     meta_int,
     prepare_file,
@@ -64,6 +65,7 @@ from pi_facegate.storage.gallery_file import (
     rollback,
     rw_uri,
     table_names,
+    verify_file,
 )
 from pi_facegate.storage.gallery_marker import GalleryMarker, reconcile_marker, save_marker
 from pi_facegate.storage.gallery_schema import SCHEMA_VERSION, create_schema, migrate
@@ -143,6 +145,7 @@ class Gallery:
         self._index: GalleryIndex | None = None
         self._index_key: tuple[int, int] | None = None
         self._own_commits = 0
+        self._file_key: tuple[int, ...] | None = None  # the file as last judged (file_key)
         self.timeout = float(timeout)
         self.path: str | Path = MEMORY if str(path) == MEMORY else Path(path)
         self.fingerprint = fingerprint
@@ -175,6 +178,7 @@ class Gallery:
                 self.path.unlink(missing_ok=True)
             raise
         restrict_sidecars(self.path)
+        self._file_key = file_key(self.path)
 
     @classmethod
     def open(
@@ -370,9 +374,15 @@ class Gallery:
         """Rebuild the cached index if anyone committed a change since; True if rebuilt.
 
         ``PRAGMA data_version`` changes when another connection (any process) commits,
-        and this object counts its own commits, so the check costs one tiny query.
+        and this object counts its own commits, so the check costs one tiny query. A file
+        changed behind SQLite's back (its ``lstat`` moved) is judged again first, as at
+        open (:func:`~pi_facegate.storage.gallery_file.verify_file`): a
+        :class:`GalleryError` if it is no longer a trusted, sound gallery.
         """
         with self._read() as conn:
+            if self.path != MEMORY and file_key(self.path) != self._file_key:
+                verify_file(self.path)
+                self._file_key = file_key(self.path)
             key = (int(conn.execute("PRAGMA data_version").fetchone()[0]), self._own_commits)
             if self._index is not None and key == self._index_key:
                 return False

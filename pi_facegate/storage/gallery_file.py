@@ -57,6 +57,40 @@ def check_gallery_file(path: Path, create: bool, recreate: bool = False) -> os.s
     return info
 
 
+def file_key(path: Path) -> tuple[int, ...] | None:
+    """The file's identity, owner, mode, size and times (``lstat``), None when it is gone:
+    what changes when someone writes, replaces, chmods or chowns it behind SQLite's back."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_mode, st.st_uid, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def verify_file(path: Path) -> None:
+    """Judge the gallery at ``path`` again as it is on disk now: every check of
+    :func:`check_gallery_file`, then SQLite's ``quick_check`` through a connection of its own.
+
+    For a file that changed under an open connection (:func:`file_key`): that connection's
+    page cache would go on serving the old pages, so garbage written over the file, or a mode
+    another user could exploit, would go unnoticed until the next start.
+
+    :raises GalleryError: naming the file and what is wrong with it.
+    """
+    check_gallery_file(path, create=False)
+    try:
+        read_only = "file:" + urllib.parse.quote(str(path.absolute())) + "?mode=ro"
+        conn = sqlite3.connect(read_only, uri=True)
+        try:
+            problems = [str(row[0]) for row in conn.execute("PRAGMA quick_check")]
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        raise gallery_error(exc, "cannot read gallery", path, 0.0) from exc
+    if problems != ["ok"]:
+        raise GalleryError(f"gallery {path} is corrupt ({problems[0]}): restore it from a backup")
+
+
 def prepare_file(
     path: Path, create: bool, may_create: bool, recreate: bool = False
 ) -> tuple[bool, bool]:
