@@ -6,8 +6,10 @@ Runs, in order: ``tools/build_detector.py`` (BlazeFace detectors), ``tools/build
 (dlib ResNet -> float32 and INT8 TFLite, checked against dlib), ``tools/build_antispoof.py``
 (the two MiniFASNet liveness models from ``../shared/models/minifasnet``) and, where present,
 ``tools/fit_alignment_template.py`` (the detector-keypoint template in the embedder
-manifests, which needs both models). Needs the ``[tools]`` extra and the shared face photos;
-downloads nothing. Each step is deterministic, so a rebuild reproduces the committed files.
+manifests, which needs both models), then ``tools/calibrate_open_set.py`` (the impostor
+table the threshold for a gallery's size is read from: it depends on the model and its
+alignment, so a rebuild measures it again). Needs the ``[tools]`` extra and the shared face
+photos; downloads nothing. Each step is deterministic, so a rebuild reproduces the committed files.
 """
 
 from __future__ import annotations
@@ -56,6 +58,22 @@ def build_all(out_dir: Path, facedata: Path | None = None, template: bool = True
             raise RuntimeError("fitting the alignment template failed")
     elif template:
         log.warning("tools/fit_alignment_template.py not found: alignment.template left as is")
+    _calibrate_open_set(out_dir, facedata)
+
+
+def _calibrate_open_set(out_dir: Path, facedata: Path | None) -> None:
+    """Measure each embedder's impostor table again (a rebuilt manifest has none)."""
+    import calibrate_open_set
+
+    from tools import build_embedder
+
+    argv = ["--write"]
+    for name in (build_embedder.INT8_NAME, build_embedder.FLOAT_NAME):
+        argv += ["--manifest", str(out_dir / f"{name}.json")]
+    if facedata:
+        argv += ["--facedata", str(facedata)]
+    if calibrate_open_set.main(argv) != 0:
+        raise RuntimeError("calibrating the open-set table failed")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -16,16 +16,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pi_facegate.cli import context, eval_liveness
+from pi_facegate.cli import eval_liveness, eval_strangers
+from pi_facegate.cli.photo_embedder import PhotoEmbedder
 from pi_facegate.cli.progress import Progress
 from pi_facegate.cli.table import format_table
-from pi_facegate.core.faces import Face
 from pi_facegate.core.matcher import search
-from pi_facegate.daemon import wiring as components
 from pi_facegate.devtools import evaluation
 from pi_facegate.exc import FacegateError
 from pi_facegate.storage.gallery import Gallery
-from pi_facegate.vision.images import load_image
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".pgm", ".bmp", ".gif", ".tif", ".tiff", ".webp", ""}
 
@@ -72,6 +70,7 @@ def register(subparsers, parents) -> None:
     _common(ident)
     ident.set_defaults(func=eval_identify)
 
+    eval_strangers.register(kinds, parents)
     eval_liveness.register(kinds, parents)
 
 
@@ -80,54 +79,6 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plot", type=Path, metavar="FILE.png", help="write a ROC plot")
     p.add_argument("--threads", type=int, help="embedder threads (default: config)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-
-
-class PhotoEmbedder:
-    """Embeds one face per photo (the most central one), counting photos with no face."""
-
-    def __init__(self, args: argparse.Namespace) -> None:
-        _, self.config = context.resolve_config(args)
-        self.embedder = components.build_embedder(self.config)
-        if args.threads:
-            self.embedder = components.Embedder(self.embedder.manifest, num_threads=args.threads)
-        self.threshold, self.min_margin = components.match_settings(self.config, self.embedder)
-        self.recognizer = components.build_recognizer(self.config, embedder=self.embedder)
-        self.no_face: list[str] = []
-
-    def embed(self, path: Path) -> np.ndarray:
-        image = load_image(path)
-        faces = self.recognizer.detect_still(image)
-        if faces:
-            face = min(faces, key=lambda f: _off_centre(f, image))
-        else:
-            self.no_face.append(str(path))
-            face = centred_face(image, self.recognizer.aligner.template)
-        chip = self.recognizer.aligner.align(image, face)
-        return self.embedder.embed(chip[None])[0]
-
-    def close(self) -> None:
-        self.recognizer.close()
-
-
-def _off_centre(face: Face, image: np.ndarray) -> float:
-    x, y, w, h = face.box
-    cy, cx = image.shape[0] / 2, image.shape[1] / 2
-    return float(np.hypot(x + w / 2 - cx, y + h / 2 - cy))
-
-
-def centred_face(image: np.ndarray, template) -> Face:
-    """The standard fallback when no face is found: assume a face centred in the photo.
-
-    The template's keypoints are placed so that the chip is the central square covering
-    60 % of the shorter side (the usual framing of LFW-style photos).
-    """
-    h, w = image.shape[:2]
-    side = 0.6 * min(h, w)
-    scale = side / template.size
-    offset = np.array([(w - side) / 2, (h - side) / 2])
-    keypoints = np.zeros((6, 2))
-    keypoints[list(template.indices)] = template.points * scale + offset
-    return Face((offset[0], offset[1], side, side), 0.0, keypoints)
 
 
 def eval_pairs(args: argparse.Namespace) -> int:
@@ -153,6 +104,7 @@ def eval_pairs(args: argparse.Namespace) -> int:
         pe.close()
     distances = np.array([np.linalg.norm(vectors[p.left] - vectors[p.right]) for p in pairs])
     same = np.array([p.same for p in pairs])
+    pe.threshold = pe.rule.choose(1).threshold  # 1:1, as the door with one person enrolled
     report = evaluation.verification_report(distances, same, folds, pe.threshold)
     report.update(
         {
@@ -244,6 +196,7 @@ def eval_identify(args: argparse.Namespace) -> int:
                 progress.step()
     finally:
         pe.close()
+    pe.threshold = pe.rule.for_index(index).threshold  # the door's, for this many people
     matches = search(index, np.stack(vectors), pe.threshold, pe.min_margin)
     report = identification_report(matches, [truth for _, truth in probes])
     report.update(
@@ -273,6 +226,7 @@ def eval_identify(args: argparse.Namespace) -> int:
                 report["false_accept_rate_genuine"]
             ),
             "stranger accept rate": _pct(report["stranger_accept_rate"]),
+            "threshold (for this many people)": f"{pe.threshold:.3f}",
         },
     )
     distances = np.array([m.distance for m in matches])

@@ -33,9 +33,10 @@ def register(subparsers, parents) -> None:
 def identify(args: argparse.Namespace) -> int:
     config, gallery_path = setup(args)
     embedder = components.build_embedder(config)
-    threshold, margin = components.match_settings(config, embedder)
     with components.open_gallery(gallery_path, embedder, create=False) as gallery:
         index = gallery.index()
+    # the door's threshold for this gallery's size (an explicit matching.threshold wins)
+    threshold, margin = components.gallery_match_settings(config, embedder, index)
     recognizer = components.build_recognizer(config, embedder=embedder)
     try:
         results = analyse_photos(recognizer, config, args.images)

@@ -3,6 +3,10 @@
 ``people set`` changes a person's access rules -- a schedule of the config, the dates access
 is valid between, a note -- in one gallery transaction; the running daemon applies it at its
 next gallery poll (within a second), like an enrolment.
+
+``people list`` ends with the threshold the door applies to this gallery: it follows the
+number of people who have access (:mod:`pi_facegate.core.open_set`), so the administrator
+sees it tighten as people are enrolled.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from pi_facegate.cli.common import add_gallery_option, add_json_option, print_js
 from pi_facegate.cli.table import format_table
 from pi_facegate.config.schema import Config
 from pi_facegate.daemon import wiring as components
-from pi_facegate.exc import UsageError
+from pi_facegate.exc import ConfigError, UsageError
 from pi_facegate.storage.access_rules import KEEP
 
 
@@ -85,6 +89,8 @@ def people(args: argparse.Namespace) -> int:
                 print("nobody is enrolled")
             else:
                 _print_table(rows, config)
+            if not args.json:
+                print(_threshold_line(config, embedder_manifest, gallery))
             return 0
         if args.action == "show":
             row = _row(gallery.get(args.name))
@@ -107,6 +113,19 @@ def people(args: argparse.Namespace) -> int:
             message = f"removed {args.name} and their embeddings"
     print_json({"ok": True, "message": message}) if args.json else print(message)
     return 0
+
+
+def _threshold_line(config: Config, manifest, gallery) -> str:
+    """The door's threshold for this gallery, as the daemon logs it.
+
+    A config whose threshold would be refused is reported here, not raised: listing the
+    people must still work while the config is being fixed.
+    """
+    try:
+        rule, _ = components.match_rule(config, manifest)
+    except ConfigError as exc:
+        return f"threshold: the config is refused: {exc}"
+    return rule.for_index(gallery.index()).describe()
 
 
 def _row(person) -> dict:

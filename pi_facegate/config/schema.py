@@ -160,7 +160,7 @@ class DetectorConfig(FacegateBaseModel):
 
 
 class EmbedderConfig(FacegateBaseModel):
-    """The face embedder that turns an aligned face into a 128-D vector."""
+    """The face embedder that turns an aligned face into a vector (its manifest says how long)."""
 
     model: str = Field(
         "dlib_resnet_v1_int8",
@@ -179,8 +179,18 @@ class MatchingConfig(FacegateBaseModel):
         gt=0.0,
         le=2.0,
         description="largest Euclidean distance to an enrolled person that counts as a match; "
-        "smaller = stricter (fewer strangers let in, more retries); null = the embedder "
-        "manifest's default",
+        "smaller = stricter (fewer strangers let in, more retries); null = chosen for the "
+        "gallery's size from false_accept_per_attempt (never looser than the embedder "
+        "manifest's threshold); a number here is used as is, whatever the gallery's size",
+    )
+    false_accept_per_attempt: float = Field(
+        0.01,
+        gt=0.0,
+        le=0.1,
+        description="with threshold null: the chance that one attempt (one frame, judged "
+        "alone) by a stranger is accepted as some enrolled person; the threshold tightens "
+        "as people are enrolled to keep it (from the embedder manifest's impostor_far "
+        "table); smaller = stricter",
     )
     min_margin: float | None = Field(
         None,
@@ -472,7 +482,7 @@ class Config(FacegateBaseModel):
         default_factory=DetectorConfig, description="the face detector (BlazeFace)"
     )
     embedder: EmbedderConfig = Field(
-        default_factory=EmbedderConfig, description="the face embedder (INT8 TFLite, 128-D)"
+        default_factory=EmbedderConfig, description="the face embedder (INT8 TFLite; size, chip and alignment from its manifest)"
     )
     matching: MatchingConfig = Field(
         default_factory=MatchingConfig, description="1:N matching: distance threshold and margin"

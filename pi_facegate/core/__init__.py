@@ -8,6 +8,7 @@ every rule that decides who gets in can be tested with plain arrays and a passed
 * ``quality.py`` -- the quality gate: size, sharpness, brightness, pose.
 * ``align.py`` -- the similarity warp of a face to the embedder's template.
 * ``matcher.py`` -- the gallery index and 1:N search with threshold and margin.
+* ``open_set.py`` -- the threshold for a gallery's size, from a target false accepts per attempt.
 * ``tracker.py`` -- IoU tracking of faces across frames.
 * ``policy.py`` -- the access policy: votes over frames, cooldowns, the decision.
 * ``schedule.py`` -- weekly time windows ("Mon-Fri 07:00-19:00") and wall-clock local time.

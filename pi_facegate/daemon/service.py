@@ -125,6 +125,7 @@ class DoorService:
         self.liveness = LivenessJudge(components.liveness_settings(config))
         self.texture: TextureLiveness | None = None
         self.threshold = 0.0
+        self.rule = None  # chooses the threshold for the gallery's size: wiring.match_rule
         self.min_margin = 0.0
         self.index: GalleryIndex | None = None
         self._next_gallery_poll = 0.0
@@ -190,9 +191,10 @@ class DoorService:
         embedder = components.build_embedder(cfg)
         self.recognizer = components.build_recognizer(cfg, video=True, embedder=embedder)
         self.texture = components.build_texture_liveness(cfg)
-        self.threshold, self.min_margin = components.match_settings(cfg, embedder)
+        self.rule, self.min_margin = components.match_rule(cfg, embedder.manifest)
         self.gallery = components.open_gallery(gallery_path, embedder)
         self.index = self.gallery.index()
+        self.threshold = components.gallery_threshold(self.rule, self.index, None)
         self.policy.rules = self.guard.rules_for(self.index)
         self._warn_if_nobody_enrolled()
         self.camera = self._make_camera()
@@ -403,6 +405,7 @@ class DoorService:
         self._next_gallery_poll = now + GALLERY_POLL_SECONDS
         if self.gallery.refresh_if_changed():
             self.index = self.gallery.index()
+            self.threshold = components.gallery_threshold(self.rule, self.index, self.threshold)
             self.policy.rules = self.guard.rules_for(self.index)  # a `people set` lands here
             self.policy.reset()
             self.tracker.reset()
@@ -547,7 +550,7 @@ class DoorService:
         try:
             new = load_config(self.options.config_path)
             # bounds that depend on the running embedder are judged before anything applies
-            match = components.match_settings(new, self.recognizer.embedder)
+            match = components.match_rule(new, self.recognizer.embedder.manifest)
         except ConfigError as exc:
             log.error("config reload rejected; keeping the running config: %s", exc)
             self._record(
@@ -579,7 +582,8 @@ class DoorService:
         if new.liveness.enabled and self.texture is None:
             self._load_texture(new)
         self.recognizer.limits = components.quality_limits(new)
-        self.threshold, self.min_margin = match
+        self.rule, self.min_margin = match
+        self.threshold = components.gallery_threshold(self.rule, self.index, self.threshold)
         if needs_restart:
             log.warning(
                 "config applied; these changes take effect only after a restart: %s",

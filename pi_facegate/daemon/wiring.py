@@ -19,6 +19,8 @@ from pi_facegate.core.align import Aligner
 from pi_facegate.core.attempts import AttemptLimiter
 from pi_facegate.core.faces import Detector
 from pi_facegate.core.liveness import LivenessSettings
+from pi_facegate.core.matcher import GalleryIndex
+from pi_facegate.core.open_set import OpenSetRule
 from pi_facegate.core.planarity import PlanaritySettings
 from pi_facegate.core.policy import AccessPolicy
 from pi_facegate.core.quality import QualityLimits
@@ -31,7 +33,7 @@ from pi_facegate.vision.antispoof import TextureLiveness
 from pi_facegate.vision.detection.factory import create_detector
 from pi_facegate.vision.embedder import Embedder
 from pi_facegate.vision.landmarks import DEFAULT_LANDMARKS, LandmarkRefiner
-from pi_facegate.vision.manifest import Manifest, load_manifest
+from pi_facegate.vision.manifest import Manifest, impostor_table, load_manifest
 from pi_facegate.vision.recognizer import Recognizer
 
 log = logging.getLogger("pi_facegate.service")
@@ -114,21 +116,67 @@ def build_recognizer(
 
 
 def match_settings(config: Config, embedder: Embedder) -> tuple[float, float]:
-    """(threshold, min_margin): the config's, else the embedder manifest's defaults.
+    """(threshold, min_margin) regardless of the gallery: the loosest threshold ever used.
+
+    That is an explicit ``matching.threshold``, else the manifest's fixed ``threshold``. A
+    decision about a gallery uses :func:`gallery_match_settings` (tighter for big
+    galleries); this bound is for checks that must not depend on who is enrolled (linking an
+    enrolment's own photos, an import's lookalike check).
 
     :raises ConfigError: the threshold is looser than the manifest allows (see
         :func:`threshold_problem`): a config that lets strangers in never runs by accident.
     """
-    defaults = embedder.manifest["embedding"]
-    problem = threshold_problem(config, defaults)
+    rule, margin = match_rule(config, embedder.manifest)
+    return (rule.ceiling if rule.fixed is None else rule.fixed), margin
+
+
+def match_rule(config: Config, manifest: Manifest) -> tuple[OpenSetRule, float]:
+    """(the threshold rule for any gallery, min_margin), from the config and the manifest.
+
+    The rule (:class:`~pi_facegate.core.open_set.OpenSetRule`) chooses the threshold for a
+    gallery's size from ``matching.false_accept_per_attempt`` and the manifest's impostor
+    table, never looser than the manifest's ``threshold`` nor its ``loosest_threshold``; an
+    explicit ``matching.threshold`` wins.
+
+    :raises ConfigError: see :func:`match_settings`.
+    :raises ModelError: the manifest's impostor table is malformed.
+    """
+    embedding = manifest["embedding"]
+    problem = threshold_problem(config, embedding)
     if problem:
         raise ConfigError(problem)
-    threshold = config.matching.threshold
-    margin = config.matching.min_margin
-    return (
-        float(defaults["threshold"] if threshold is None else threshold),
-        float(defaults.get("min_margin", 0.0) if margin is None else margin),
+    ceiling = float(embedding["threshold"])
+    if embedding.get("loosest_threshold") is not None:
+        ceiling = min(ceiling, float(embedding["loosest_threshold"]))
+    m = config.matching
+    rule = OpenSetRule(
+        ceiling=ceiling,
+        per_attempt=m.false_accept_per_attempt,
+        table=impostor_table(manifest),
+        fixed=None if m.threshold is None else float(m.threshold),
     )
+    margin = float(embedding.get("min_margin", 0.0) if m.min_margin is None else m.min_margin)
+    return rule, margin
+
+
+def gallery_match_settings(
+    config: Config, embedder: Embedder, index: GalleryIndex
+) -> tuple[float, float]:
+    """(threshold, min_margin) for deciding against this gallery snapshot (its size)."""
+    rule, margin = match_rule(config, embedder.manifest)
+    return rule.for_index(index).threshold, margin
+
+
+def gallery_threshold(rule: OpenSetRule, index: GalleryIndex, previous: float | None) -> float:
+    """The threshold for ``index``; logged when it differs from ``previous`` (the daemon's).
+
+    The daemon calls this at start, on every gallery change and on reload, so its log
+    always says which threshold is in force and what it promises.
+    """
+    choice = rule.for_index(index)
+    if previous is None or abs(choice.threshold - previous) > 1e-9:
+        log.info("%s", choice.describe())
+    return choice.threshold
 
 
 def threshold_problem(config: Config, embedding: dict) -> str | None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pi_facegate.core.open_set import ImpostorTable
 from pi_facegate.exc import ModelError
 from pi_facegate.paths import models_dir
 
@@ -83,6 +84,27 @@ def load_manifest(name_or_path: str | Path, verify: bool = True) -> Manifest:
         if key not in data:
             raise ModelError(f"model manifest {path} lacks the key {key!r}")
     manifest = Manifest(path, data)
+    if data["kind"] == "embedder":
+        impostor_table(manifest)  # a malformed table stops the model loading, not a frame
     if verify:
         manifest.verify()
     return manifest
+
+
+def impostor_table(manifest: Manifest) -> ImpostorTable | None:
+    """The embedder's calibrated impostor table (``embedding.impostor_far``), or None.
+
+    Rows are ``[distance, far]``: the rate at which a stranger's distance to one enrolled
+    person (the minimum over that person's embeddings) is at most ``distance``, measured by
+    ``tools/calibrate_open_set.py`` on the calibration split. The threshold for a gallery's
+    size is read from it (:mod:`pi_facegate.core.open_set`).
+
+    :raises ModelError: the table is present but malformed.
+    """
+    rows = manifest.get("embedding", {}).get("impostor_far")
+    if rows is None:
+        return None
+    try:
+        return ImpostorTable.from_rows(rows)
+    except ValueError as exc:
+        raise ModelError(f"model manifest {manifest.path}: embedding.impostor_far: {exc}") from exc

@@ -51,7 +51,8 @@ def test_set_then_list_shows_the_rules(var, capsys):
         "note 'keys in the box'\n"
     )
     code, out, _ = facegate(var, capsys, "people", "list")
-    header, ada, cleo = out.splitlines()
+    header, ada, cleo, threshold = out.splitlines()  # the door's threshold comes last
+    assert threshold.startswith("threshold 0.") and "for 2 people" in threshold
     assert header.split() == [
         "NAME",
         "STATUS",

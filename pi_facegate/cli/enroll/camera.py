@@ -49,7 +49,7 @@ def capture(args: argparse.Namespace) -> int:
     name = normalise_name(args.name)
     settings = CaptureSettings.from_config(config)
     embedder = components.build_embedder(config)
-    threshold, margin = components.match_settings(config, embedder)
+    components.match_settings(config, embedder)  # a bad threshold fails before the capture
     request = EnrolmentRequest(
         name,
         update=args.update,
@@ -81,7 +81,9 @@ def capture(args: argparse.Namespace) -> int:
         refusal = liveness.refusal() if liveness is not None else None
         if result.ok and refusal is not None:
             raise EnrolmentError(f"nothing stored: {refusal}")
-        outcome = complete(gallery, gallery.index(), request, result, threshold, margin)
+        index = gallery.index()  # judged with the door's threshold for this gallery now
+        threshold, margin = components.gallery_match_settings(config, embedder, index)
+        outcome = complete(gallery, index, request, result, threshold, margin)
     if not outcome.ok:
         hint = " (use --force if they really are different people)" if outcome.lookalike else ""
         raise EnrolmentError(f"nothing stored: {outcome.reason}{hint}")

@@ -81,12 +81,15 @@ def enroll(args: argparse.Namespace) -> int:
                 raise DuplicatePersonError(
                     f"{args.name!r} is enrolled already: use --update to add photos"
                 )
+        index = gallery.index()
+        # the checks use the threshold the door applies to this gallery now
+        door_threshold, _ = components.gallery_match_settings(config, embedder, index)
         if args.update:
-            mismatch = update_mismatch(gallery.index(), vectors, threshold, margin, person.name)
+            mismatch = update_mismatch(index, vectors, door_threshold, margin, person.name)
             if mismatch is not None:
                 raise EnrolmentError(f"nothing stored: {mismatch}")
         if not args.force:
-            _refuse_lookalikes(gallery.index(), vectors, args.name, threshold, margin)
+            _refuse_lookalikes(index, vectors, args.name, door_threshold, margin)
         if args.update:
             gallery.add_embeddings(person.name, vectors)
             stored = gallery.get(person.name)

@@ -44,7 +44,9 @@ class OurPipeline:
         self.texture = texture  # the texture models (None: liveness off in the config)
         self.config = config
         self.index = index
-        self.threshold, self.min_margin = components.match_settings(config, recognizer.embedder)
+        self.threshold, self.min_margin = components.gallery_match_settings(
+            config, recognizer.embedder, index
+        )
         self.interval = 1.0 / config.camera.fps  # seconds between frames of the simulated camera
         self._clock = 0.0
         self.reset()
