@@ -7,7 +7,6 @@ CLI a 30000x30000 PNG to enrol and identify, one is among the camera's frames to
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -36,16 +35,28 @@ png_header_only = _sibling("vision/test_images.py", "faults_image_tests").png_he
 BUTTON_PIN = 5
 
 
+#: Started by a small launcher, whose own child it measures: Linux carries the parent's
+#: peak RSS into a forked child's ``ru_maxrss`` (at exec, from the address space it leaves),
+#: so a command forked straight from a pytest worker that has loaded TensorFlow "peaks" at
+#: the worker's gigabytes, whatever it did itself.
+_LAUNCHER = """
+import os, subprocess, sys
+proc = subprocess.Popen(sys.argv[2:])
+_, status, usage = os.wait4(proc.pid, 0)
+open(sys.argv[1], "w").write(str(usage.ru_maxrss))
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
 def measured(state: Path, *words: str) -> tuple[int, str, int]:
     """``facegate WORDS...`` as a process: (exit status, its output, its peak RSS in MiB)."""
-    out = state.parent / "cli.out"
+    out, peak = state.parent / "cli.out", state.parent / "cli.maxrss"
     command = [sys.executable, "-m", "pi_facegate", *words]
     command += ["--config", str(state / "config.yaml"), "--state-dir", str(state)]
+    launcher = [sys.executable, "-c", _LAUNCHER, str(peak), *command]
     with open(out, "w") as sink:
-        proc = subprocess.Popen(command, stdout=sink, stderr=sink, env=environment(), cwd=REPO)
-        _, status, usage = os.wait4(proc.pid, 0)  # the child's own rusage
-        proc.returncode = os.waitstatus_to_exitcode(status)
-    return proc.returncode, out.read_text(), usage.ru_maxrss // 1024
+        proc = subprocess.run(launcher, stdout=sink, stderr=sink, env=environment(), cwd=REPO)
+    return proc.returncode, out.read_text(), int(peak.read_text()) // 1024
 
 
 def test_a_30000x30000_png_is_refused_by_enroll_identify_and_the_camera(
