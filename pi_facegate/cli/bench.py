@@ -42,6 +42,12 @@ def register(subparsers, parents) -> None:
     )
     p.add_argument("--peer", choices=PEERS, help="also run this library on the same frames")
     p.add_argument(
+        "--compare-embedder",
+        metavar="MODEL",
+        help="also time our pipeline with this embedder (a manifest name or path), the two "
+        "taking each frame in turn so a busy machine loads both alike; reports the ratios",
+    )
+    p.add_argument(
         "--json", type=Path, metavar="FILE", help="write the full report as JSON ('-': stdout)"
     )
     p.add_argument(
@@ -114,6 +120,7 @@ def run(args: argparse.Namespace) -> int:
         peer=args.peer,
         search_embeddings=args.search_size,
         strangers=args.strangers,
+        compare_embedder=args.compare_embedder,
     )
     to_stdout = args.json is not None and str(args.json) == "-"
     report = run_bench(config, options, progress=lambda line: print(line, file=sys.stderr))
@@ -194,9 +201,14 @@ def format_report(report: dict[str, Any]) -> str:
             f"same identities in {a['agree']} of {a['frames']} frames ({a['rate']:.1%}): both recognised "
             f"{a['both']}, only ours {a['ours_only']}, only {peer['name']} {a['peer_only']}, neither {a['neither']}",
         ]
+    if report.get("compare"):
+        lines += ["", *_compare_lines(report, s["embedder_model"])]
+    costs = list(report["models"].values())
+    if report.get("compare"):
+        costs.append(report["compare"]["model"])
     models = [
         (m["file"], f"{m['file_bytes'] / 1e6:.2f}", f"{m['params']:,}", f"{m['macs'] / 1e6:.1f}")
-        for m in report["models"].values()
+        for m in costs
     ]
     lines += ["", format_table(("model", "MB", "params", "MMACs"), models, align="<>>>")]
     search_report = report.get("gallery_search")
@@ -207,6 +219,28 @@ def format_report(report: dict[str, Any]) -> str:
             f"median {ms['median']} ms, p95 {ms['p95']} ms"
         )
     return "\n".join(lines)
+
+
+def _compare_lines(report: dict[str, Any], ours_name: str) -> list[str]:
+    """The two embedders side by side: one-face medians of align, embed, whole frame."""
+    compare = report["compare"]
+    ours, other = report["ours"]["one_face"], compare["pipeline"]["one_face"]
+    ratio = compare["ratio_other_over_ours"]
+    rows = []
+    for label, key, stage in (
+        ("align", "one_face_align", "align"),
+        ("embed", "one_face_embed", "embed"),
+        ("whole frame", "one_face_frame", None),
+    ):
+        a = ours["ms_per_frame"] if stage is None else ours["stages"][stage]
+        b = other["ms_per_frame"] if stage is None else other["stages"][stage]
+        rows.append([label, f"{a['median']:.2f}", f"{b['median']:.2f}", f"{ratio[key]}x"])
+    header = ("one-face frames, median ms", ours_name, compare["embedder_model"], "ratio")
+    return [
+        format_table(header, rows, align="<>>>"),
+        f"same frames, taken in turn; mean over all frames: embed {ratio['embed_mean']}x, "
+        f"whole frame {ratio['frame_mean']}x",
+    ]
 
 
 def _stage_row(

@@ -482,7 +482,8 @@ class Config(FacegateBaseModel):
         default_factory=DetectorConfig, description="the face detector (BlazeFace)"
     )
     embedder: EmbedderConfig = Field(
-        default_factory=EmbedderConfig, description="the face embedder (INT8 TFLite; size, chip and alignment from its manifest)"
+        default_factory=EmbedderConfig,
+        description="the face embedder (INT8 TFLite; size, chip and alignment from its manifest)",
     )
     matching: MatchingConfig = Field(
         default_factory=MatchingConfig, description="1:N matching: distance threshold and margin"

@@ -1,9 +1,11 @@
 """Alignment: warp a detected face to the embedder's chip with a similarity transform.
 
-The embedder was trained on chips cut the dlib way (``get_face_chip_details(size=150,
-padding=0.25)``). Our detector gives BlazeFace's six keypoints instead of dlib's landmarks,
-so the embedder's manifest carries a *template*: where those keypoints sit, on average, in a
-dlib-aligned chip (fitted by ``tools/fit_alignment_template.py`` on real faces). Aligning a
+Each embedder was trained on chips cut its own way: the bundled one the dlib way
+(``get_face_chip_details(size=150, padding=0.25)``), a converted FaceNet on 160x160 MTCNN
+crops (``tools/facenet_alignment.py``). Our detector gives BlazeFace's six keypoints instead,
+so the embedder's manifest carries a *template*: where those keypoints sit, on average, in
+one of its chips (for dlib's, fitted by ``tools/fit_alignment_template.py`` on real faces);
+chip size and template both come from the manifest, nothing here is dlib's. Aligning a
 face is then a least-squares similarity fit (rotation, uniform scale, translation; no shear,
 which would distort identity) from the detected keypoints to the template, and one warp.
 

@@ -53,8 +53,20 @@ def build_detector(config: Config, video: bool = False) -> Detector:
 
 
 def build_embedder(config: Config) -> Embedder:
-    """The configured embedder, its manifest checked against the model file."""
-    return Embedder(load_manifest(config.embedder.model), num_threads=config.embedder.threads)
+    """The configured embedder, its manifest checked against the model file.
+
+    A converted model (``tools/convert_facenet.py``) comes with placeholder matching
+    defaults marked ``embedding.calibrated: false``: said once per load, so nobody runs a
+    door on them unknowingly.
+    """
+    manifest = load_manifest(config.embedder.model)
+    if manifest.get("embedding", {}).get("calibrated") is False:
+        log.warning(
+            "embedder %s: its threshold and margin are provisional, not calibrated "
+            "(measure them on the calibration split before trusting the door with it)",
+            manifest.name,
+        )
+    return Embedder(manifest, num_threads=config.embedder.threads)
 
 
 def quality_limits(config: Config) -> QualityLimits:

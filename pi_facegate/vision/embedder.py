@@ -1,11 +1,14 @@
-"""Face embeddings: aligned RGB chips in, 128-D vectors out, with a bundled TFLite model.
+"""Face embeddings: aligned RGB chips in, vectors out, with a TFLite model and its manifest.
 
 The default model is dlib's face-recognition ResNet converted to full-integer INT8
-(``models/dlib_resnet_v1_int8.tflite``, built by ``tools/build_embedder.py``). Its input is
-the raw ``uint8`` RGB chip (the mean subtraction and scaling are inside the graph) and its
-output is ``int8``; :func:`quantize`/:func:`dequantize` translate at the edges with the scale
-and zero point the model itself declares. Distances between embeddings are Euclidean, in
-dlib's units (0.6 separates people); the manifest gives threshold, margin and alignment.
+(``models/dlib_resnet_v1_int8.tflite``, built by ``tools/build_embedder.py``: 150x150 chips,
+128-D); ``tools/convert_facenet.py`` makes others (a FaceNet: 160x160, 512-D, unit length).
+Everything model-specific comes from the manifest: chip size, embedding size, input
+normalisation, whether vectors are L2-normalised, the metric. The bundled models take the raw
+``uint8`` RGB chip (normalisation inside the graph) and give ``int8``;
+:func:`quantize`/:func:`dequantize` translate at the edges with the scale and zero point the
+model itself declares. Distances are Euclidean (the only metric the matcher has), in the
+model's own units; the manifest gives threshold, margin and alignment.
 
 Nothing here imports TensorFlow: the interpreter comes from :mod:`pi_facegate.vision.litert`
 (ai-edge-litert, else tflite-runtime), and everything works with numpy 1 and 2.
@@ -27,6 +30,10 @@ from pi_facegate.vision.manifest import Manifest, load_manifest
 DEFAULT_EMBEDDER = "dlib_resnet_v1_int8"
 #: faces per invoke at most: bounds the interpreter's memory when many faces arrive at once
 MAX_BATCH = 8
+#: the metrics :mod:`pi_facegate.core.matcher` implements (a manifest naming another is refused)
+METRICS = ("euclidean",)
+#: how a manifest says the normalisation needs nothing from us (``"inside the model: ..."``)
+_NO_NORMALIZATION = ("inside the model", "none")
 
 
 def quantize(x: np.ndarray, scale: float, zero_point: int, dtype: Any) -> np.ndarray:
@@ -80,6 +87,17 @@ class Embedder:
             self._size = int(manifest["embedding"]["size"])
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelError(f"model manifest {manifest.path} lacks input/embedding sizes") from exc
+        embedding = manifest["embedding"]
+        metric = str(embedding.get("metric", "euclidean")).lower()
+        if metric not in METRICS:
+            raise ModelError(
+                f"{manifest.path}: metric {metric!r} is not one the matcher implements "
+                f"({', '.join(METRICS)})"
+            )
+        #: the model promises unit vectors: re-normalised after dequantization (INT8 rounding
+        #: leaves lengths of 1 +- 1 %), so distances stay in the units its threshold is in
+        self.normalized = bool(embedding.get("normalized", False))
+        self._norm = _input_normalization(manifest)
         self._interpreter = make_interpreter(manifest.model_path, num_threads=num_threads)
         self._input = self._interpreter.get_input_details()[0]
         self._output = self._interpreter.get_output_details()[0]
@@ -119,7 +137,7 @@ class Embedder:
 
     @property
     def size(self) -> int:
-        """Length of one embedding (128 for the dlib ResNet)."""
+        """Length of one embedding (the manifest's ``embedding.size``: 128 for the dlib ResNet)."""
         return self._size
 
     @property
@@ -154,14 +172,19 @@ class Embedder:
         return arr
 
     def _prepare(self, batch: np.ndarray) -> np.ndarray:
-        """The model's input tensor for uint8 chips: raw, quantized, or float 0..255."""
+        """The model's input tensor for uint8 chips: raw, quantized, or float, normalised
+        first when the manifest declares a normalisation outside the model."""
         dtype = np.dtype(self._input["dtype"])
+        values = batch
+        if self._norm is not None:
+            mean, std = self._norm
+            values = (batch.astype(np.float32) - mean) / std
         if self._in_q is None:
-            return batch.astype(dtype)
+            return values.astype(dtype)
         scale, zero_point = self._in_q
-        if dtype == np.uint8 and scale == 1.0 and zero_point == 0:
+        if self._norm is None and dtype == np.uint8 and scale == 1.0 and zero_point == 0:
             return np.ascontiguousarray(batch)  # the chip is already the input code
-        return quantize(batch.astype(np.float32), scale, zero_point, dtype)
+        return quantize(values.astype(np.float32), scale, zero_point, dtype)
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         with self._lock:
@@ -173,7 +196,11 @@ class Embedder:
             interp.invoke()
             raw = interp.get_tensor(self._output["index"])
         out = raw.astype(np.float32) if self._out_q is None else dequantize(raw, *self._out_q)
-        return out.reshape(len(batch), self._size)
+        out = out.reshape(len(batch), self._size)
+        if self.normalized:
+            norms = np.linalg.norm(out, axis=1, keepdims=True)
+            out = out / np.maximum(norms, np.float32(1e-12))
+        return out
 
     def _resize(self, n: int) -> None:
         """Give the input tensor a batch of ``n`` (re-planning only when ``n`` changes)."""
@@ -204,6 +231,29 @@ class Embedder:
 
     def __repr__(self) -> str:
         return f"Embedder({self.name!r}, size={self._size}, input={self.input_size})"
+
+
+def _input_normalization(manifest: Manifest) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(mean, std)`` per RGB channel to apply before the model, or None (it is inside).
+
+    A manifest says ``"inside the model: ..."`` (the bundled models: the chip goes in raw) or
+    gives ``{"mean": [r, g, b], "std": [r, g, b]}`` in pixel units; anything else is refused
+    rather than guessed, since a wrong normalisation gives plausible but wrong embeddings.
+    """
+    norm = (manifest.get("input") or {}).get("normalization")
+    if norm is None or (isinstance(norm, str) and norm.lower().startswith(_NO_NORMALIZATION)):
+        return None
+    try:
+        mean = np.asarray(norm["mean"], dtype=np.float32).reshape(3)
+        std = np.asarray(norm["std"], dtype=np.float32).reshape(3)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelError(
+            f"{manifest.path}: input.normalization must be 'inside the model: ...' or "
+            f"{{mean: [3 values], std: [3 values]}}, got {norm!r}"
+        ) from exc
+    if not (np.isfinite(mean).all() and np.isfinite(std).all() and (std > 0).all()):
+        raise ModelError(f"{manifest.path}: input.normalization needs finite means, positive stds")
+    return mean, std
 
 
 def load_embedder(

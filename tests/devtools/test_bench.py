@@ -117,6 +117,26 @@ def test_table_is_printed(facedata, close_ups, config_file, tmp_path, capsys):
     assert "gallery search" not in out  # --search-size 0 skips it
 
 
+def test_a_second_embedder_is_timed_on_the_same_frames_in_turn(
+    facedata, close_ups, config_file, tmp_path, capsys
+):
+    args = ["--frames", str(close_ups), "--warmup", "1", "--search-size", "0"]
+    args += ["--enrol", str(facedata / PHOTO), "--name", "Lin-Manuel Miranda"]
+    report = _bench(
+        config_file, tmp_path / "c.json", *args, "--compare-embedder", "dlib_resnet_v1_float32"
+    )
+    compare = report["compare"]
+    assert compare["embedder_model"] == "dlib_resnet_v1_float32"
+    assert compare["model"]["file"] == "dlib_resnet_v1_float32.tflite"
+    other = compare["pipeline"]
+    assert other["one_face"]["frames"] == report["ours"]["one_face"]["frames"] > 0
+    assert other["frames_identified"] > 0  # its own gallery: the same photo, its own embedding
+    ratios = compare["ratio_other_over_ours"]
+    assert ratios["one_face_embed"] > 0 and ratios["frame_mean"] > 0
+    out = capsys.readouterr().out
+    assert "dlib_resnet_v1_float32" in out and "taken in turn" in out
+
+
 def test_default_run_is_the_clip_with_lin_manuel_enrolled(facedata, config_file, tmp_path):
     args = ["--max-frames", "3", "--warmup", "0", "--search-size", "0"]
     data = _bench(config_file, tmp_path / "r.json", *args)

@@ -234,6 +234,47 @@ def test_manifest_size_that_disagrees_with_the_model_is_refused():
         Embedder(type(manifest)(manifest.path, data))
 
 
+def _variant(embedding: dict | None = None, **inputs) -> Embedder:
+    """The bundled float32 model under a manifest changed as a converted model's would be."""
+    manifest = load_manifest("dlib_resnet_v1_float32")
+    data = dict(manifest.data, input=dict(manifest["input"], **inputs))
+    data["embedding"] = dict(manifest["embedding"], **(embedding or {}))
+    return Embedder(type(manifest)(manifest.path, data))
+
+
+def test_everything_model_specific_comes_from_the_manifest(att):
+    chips = att[0][:4]
+    with _variant() as plain, _variant({"normalized": True}) as unit:
+        raw, normalised = plain.embed(chips), unit.embed(chips)
+    # a model whose manifest says normalized gives exact unit vectors (INT8 rounding aside)
+    np.testing.assert_allclose(np.linalg.norm(normalised, axis=1), 1.0, atol=1e-6)
+    np.testing.assert_allclose(
+        normalised, raw / np.linalg.norm(raw, axis=1, keepdims=True), atol=1e-6
+    )
+    # a normalisation declared in the manifest (not inside the model) is applied before it
+    identity = {"mean": [0.0, 0.0, 0.0], "std": [1.0, 1.0, 1.0]}
+    with _variant(normalization=identity) as same:
+        np.testing.assert_allclose(same.embed(chips), raw, atol=1e-5)
+    shifted = {"mean": [20.0, 20.0, 20.0], "std": [1.0, 1.0, 1.0]}
+    bright = np.maximum(chips, 20)  # so that bright - 20 needs no clipping
+    with _variant(normalization=shifted) as darker, _variant() as plain:
+        np.testing.assert_allclose(darker.embed(bright), plain.embed(bright - 20), atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"embedding": {"metric": "cosine"}}, "metric 'cosine' is not one the matcher implements"),
+        ({"normalization": "divide by 255"}, "input.normalization must be"),
+        ({"normalization": {"mean": [0, 0, 0], "std": [1, 0, 1]}}, "positive stds"),
+    ],
+)
+def test_a_manifest_the_pipeline_cannot_honour_is_refused(change, message):
+    embedding = change.pop("embedding", None)
+    with pytest.raises(ModelError, match=message):
+        _variant(embedding, **change)
+
+
 # ---------------------------------------------------------------------------- dlib's chips
 
 

@@ -23,7 +23,7 @@ def random_gallery(
 ) -> tuple[list[tuple[int, str, bool, bool]], np.ndarray, np.ndarray]:
     """``(rows, owners, vectors)`` of ``people`` random people, as :meth:`GalleryIndex.build` takes them.
 
-    dlib's embeddings have norms close to 1, and the search time does not depend on the
+    Real embeddings have norms close to 1, and the search time does not depend on the
     values, so random unit vectors time the search as a real gallery would.
     """
     rng = np.random.default_rng(seed)
@@ -61,10 +61,14 @@ def time_search(
 
 
 def search_benchmark(
-    embeddings: int = SEARCH_EMBEDDINGS, per_person: int = SEARCH_PER_PERSON, repeat: int = 200
+    embeddings: int = SEARCH_EMBEDDINGS,
+    per_person: int = SEARCH_PER_PERSON,
+    repeat: int = 200,
+    dim: int = 128,
 ) -> dict[str, Any]:
-    """One query against a random gallery of ``embeddings`` vectors, ``repeat`` times."""
-    index = random_index(embeddings, per_person)
+    """One query against a random gallery of ``embeddings`` vectors of the embedder's
+    length ``dim`` (the search costs in proportion to it), ``repeat`` times."""
+    index = random_index(embeddings, per_person, dim)
     times = time_search(index, repeat=repeat)
     return {
         "embeddings": int(index.embeddings.shape[0]),

@@ -20,6 +20,7 @@ import numpy as np
 
 from pi_facegate.config.schema import Config
 from pi_facegate.daemon import wiring as components
+from pi_facegate.devtools.bench.compare import comparison, paired_pass
 from pi_facegate.devtools.bench.costs import model_cost
 from pi_facegate.devtools.bench.frames import FrameResult, Reference, read_frames
 from pi_facegate.devtools.bench.gallery_search import SEARCH_EMBEDDINGS, search_benchmark
@@ -53,6 +54,8 @@ class BenchOptions:
     peer: str | None = None
     search_embeddings: int = SEARCH_EMBEDDINGS
     strangers: int = 0
+    #: a second embedder (manifest name or path) timed on the same frames, in turn
+    compare_embedder: str | None = None
 
 
 def resolve_inputs(options: BenchOptions) -> BenchOptions:
@@ -101,16 +104,27 @@ def run_bench(
     peer = FaceRecognitionPeer() if options.peer else None  # fail on a missing library first
 
     recognizer = components.build_recognizer(config, video=True)
-    texture = None
+    texture = other = None
+    other_results: list[FrameResult] | None = None
     try:
         texture = components.build_texture_liveness(config)
         index = add_strangers(enrol_ours(recognizer, config, options.references), options.strangers)
         ours = OurPipeline(recognizer, config, index, texture)
+        if options.compare_embedder:
+            other = _other_pipeline(config, options, texture)
         say(f"warming up on {options.warmup} frames")
-        _run_pass(ours.process, options, limit=options.warmup)
-        ours.reset()
-        say(f"timing pi-facegate on {options.frames}")
-        our_results, our_wall = _run_pass(ours.process, options, say=say)
+        for pipeline in (ours, other) if other else (ours,):
+            _run_pass(pipeline.process, options, limit=options.warmup)
+            pipeline.reset()
+        if other is None:
+            say(f"timing pi-facegate on {options.frames}")
+            our_results, our_wall = _run_pass(ours.process, options, say=say)
+        else:
+            say(f"timing both embedders on {options.frames}, frame by frame in turn")
+            (our_results, our_wall), (other_results, other_wall) = paired_pass(
+                ours.process, other.process, options.frames, options.size, options.max_frames, say
+            )
+            other_cost = model_cost(other.recognizer.embedder.manifest).as_dict()
         detector = recognizer.detector
         settings = {
             "detector_backend": detector.backend,
@@ -127,8 +141,11 @@ def run_bench(
             "detector": model_cost(detector.manifest).as_dict(),
             "embedder": model_cost(recognizer.embedder.manifest).as_dict(),
         }
+        embedding_size = recognizer.embedder.size
     finally:
         recognizer.close()
+        if other is not None:
+            other.recognizer.close()
         if texture is not None:
             texture.close()
     if not our_results:
@@ -147,6 +164,13 @@ def run_bench(
         "models": models,
     }
     report["ours"]["peak_rss_mb"] = peak_rss_mb()
+    if other_results is not None:
+        report["compare"] = comparison(
+            options.compare_embedder,
+            report["ours"],
+            _pipeline_report(other_results, other_wall, STAGES),
+            other_cost,
+        )
     if peer is not None:
         for reference in options.references:
             peer.enrol(reference)
@@ -172,9 +196,24 @@ def run_bench(
         report["agreement"] = agreement(our_results, peer_results)
     if options.search_embeddings:
         say(f"timing a gallery search over {options.search_embeddings} embeddings")
-        report["gallery_search"] = search_benchmark(options.search_embeddings)
+        report["gallery_search"] = search_benchmark(options.search_embeddings, dim=embedding_size)
     report["machine"] = {**machine_info(), "load_before": load_before, "load_after": _loadavg()}
     return report
+
+
+def _other_pipeline(config: Config, options: BenchOptions, texture) -> OurPipeline:
+    """The same pipeline on ``options.compare_embedder``, with the same people enrolled."""
+    embedder = config.embedder.model_copy(update={"model": options.compare_embedder})
+    other_config = config.model_copy(update={"embedder": embedder})
+    recognizer = components.build_recognizer(other_config, video=True)
+    try:
+        index = add_strangers(
+            enrol_ours(recognizer, other_config, options.references), options.strangers
+        )
+        return OurPipeline(recognizer, other_config, index, texture)
+    except BaseException:
+        recognizer.close()
+        raise
 
 
 def _ratio(peer_ms: float, ours_ms: float) -> float | None:
