@@ -32,6 +32,7 @@ COMMAND_MODULES = (
     "identify",
     "people",
     "gallery_cmd",
+    "models_cmd",
     "events",
     "status",
     "doctor",
