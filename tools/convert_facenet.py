@@ -73,9 +73,8 @@ PROVISIONAL_MARGIN = 0.1
 UNCALIBRATED_NOTE = (
     "PROVISIONAL, NOT CALIBRATED: threshold {t} and min_margin {m} are placeholders for an "
     "L2-normalised FaceNet embedding (distances 0..2), not measured on this model. Measure "
-    "them on the calibration split (a later `facegate calibrate`, or "
-    "tools/measure_far_point.py with embedder.model set to this manifest) before trusting "
-    "the door with it; loosest_threshold equals threshold until then, so the config cannot "
+    "them on calibration people (`facegate calibrate ROOT --model THIS --write`) before "
+    "trusting the door with it; loosest_threshold equals threshold until then, so the config cannot "
     "loosen it"
 )
 CALIBRATION_SPLIT = "att_faces s1-s20 + five_celebrity_faces/train (the embedder calibration split)"

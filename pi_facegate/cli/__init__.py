@@ -38,6 +38,7 @@ COMMAND_MODULES = (
     "doctor",
     "config_cmd",
     "eval_cmd",
+    "calibrate",
     "bench",
 )
 

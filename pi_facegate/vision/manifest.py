@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,6 +85,8 @@ def load_manifest(name_or_path: str | Path, verify: bool = True) -> Manifest:
     for key in ("name", "kind", "file", "sha256"):
         if key not in data:
             raise ModelError(f"model manifest {path} lacks the key {key!r}")
+    if data["kind"] == "embedder":
+        apply_override(path, data)
     manifest = Manifest(path, data)
     if data["kind"] == "embedder":
         impostor_table(manifest)  # a malformed table stops the model loading, not a frame
@@ -108,3 +112,44 @@ def impostor_table(manifest: Manifest) -> ImpostorTable | None:
         return ImpostorTable.from_rows(rows)
     except ValueError as exc:
         raise ModelError(f"model manifest {manifest.path}: embedding.impostor_far: {exc}") from exc
+
+
+#: what ``facegate calibrate --write`` may set beside an embedder manifest (nothing else: the
+#: model file, its sha256, its input and its alignment are the manifest's alone)
+OVERRIDE_KEYS = frozenset(
+    {"threshold", "min_margin", "loosest_threshold", "impostor_far", "calibration", "calibrated"}
+)
+
+
+def override_path(manifest_path: Path) -> Path:
+    """Where the local calibration of the manifest at ``manifest_path`` lives."""
+    return manifest_path.with_name(manifest_path.stem + ".override.json")
+
+
+def apply_override(path: Path, data: dict[str, Any]) -> None:
+    """Merge ``NAME.override.json`` (written by ``facegate calibrate --write``) into ``data``.
+
+    It decides who gets in, so it is held to the manifest's own standing: not a link, owned
+    by root or this user, writable by nobody else; only :data:`OVERRIDE_KEYS` of
+    ``embedding``. Anything else is a :class:`ModelError` naming the file, never ignored.
+    """
+    extra = override_path(path)
+    if not os.path.lexists(extra):
+        return
+    st = os.lstat(extra)
+    if stat.S_ISLNK(st.st_mode) or not stat.S_ISREG(st.st_mode):
+        raise ModelError(f"{extra}: refused: not a regular file (links are not followed)")
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH) or st.st_uid not in (0, os.getuid()):
+        raise ModelError(
+            f"{extra}: refused: it must be owned by root or this user and writable by nobody "
+            f"else (mode {stat.S_IMODE(st.st_mode):o}, uid {st.st_uid}); fix: chmod 644"
+        )
+    try:
+        section = json.loads(extra.read_text())["embedding"]
+        unknown = set(section) - OVERRIDE_KEYS
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ModelError(f"{extra}: not a calibration override: {exc}") from exc
+    if unknown:
+        raise ModelError(f"{extra}: refused: it may set only {sorted(OVERRIDE_KEYS)}, not {sorted(unknown)}")
+    data["embedding"] = {**data.get("embedding", {}), **section}
+    data["override"] = str(extra)

@@ -204,3 +204,22 @@ def test_a_gallery_of_the_dlib_model_is_refused(converted, facedata, tmp_path, c
 def test_load_manifest_takes_a_path_outside_models(converted):
     manifest = load_manifest(converted.int8)
     assert manifest.name == "testnet_int8" and manifest.model_path.parent == converted.out
+
+
+def test_facegate_calibrate_sets_the_converted_models_threshold(
+    converted, facedata, tmp_path, capsys
+):
+    """The converted model's provisional threshold is replaced by one measured on a labelled
+    set (the identities mean nothing with random weights: the plumbing must work)."""
+    assert load_manifest(converted.int8)["embedding"]["calibrated"] is False
+    (tmp_path / "config.yaml").write_text("camera:\n  detect_width: 320\n")
+    train = facedata / "five_celebrity_faces" / "train"
+    args = ["calibrate", str(train), "--model", str(converted.int8), "--far", "1e-2", "--json",
+            "--write", "--config", str(tmp_path / "config.yaml"), "--state-dir", str(tmp_path)]  # fmt: skip
+    assert main(args) == 0, capsys.readouterr().err
+    result = json.loads(capsys.readouterr().out)
+    assert result["calibration"]["model"] == "testnet_int8"
+    embedding = load_manifest(converted.int8)["embedding"]
+    assert embedding["calibrated"] is True and embedding["threshold"] == result["threshold"]
+    assert embedding["size"] == 512 and len(embedding["impostor_far"]) == 33
+    assert (converted.out / "testnet_int8.override.json").is_file()
