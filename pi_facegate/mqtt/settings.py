@@ -13,21 +13,18 @@ from __future__ import annotations
 
 import os
 import re
-import shlex
 import socket
 import ssl
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 from pi_facegate.exc import MqttError
 from pi_facegate.storage.trust import FileKind, check_private_file, open_private
 
-# Links, other users' files and files in a directory others may write are refused by the
-# trust rules; that group and others may not even read a secret is checked here (the trust
-# module's wording for that is about biometric data).
-PASSWORD_FILE = FileKind("MQTT password file", MqttError)
-KEY_FILE = FileKind("MQTT client key", MqttError)
+# The trust rules refuse links, other users' files, files in a directory others may write,
+# and (private_read) a secret that group or others may even read.
+PASSWORD_FILE = FileKind("MQTT password file", MqttError, private_read=True, holds="a secret")
+KEY_FILE = FileKind("MQTT client key", MqttError, private_read=True, holds="a secret")
 
 _NOT_SLUG = re.compile(r"[^a-z0-9_-]+")
 
@@ -107,11 +104,6 @@ def read_password(path: Path) -> str:
         fd = open_private(Path(path), PASSWORD_FILE)
     except FileNotFoundError:
         raise MqttError(f"MQTT password file {path} does not exist (mqtt.password_file)") from None
-    try:
-        _refuse_readable(os.fstat(fd), Path(path), PASSWORD_FILE)
-    except BaseException:
-        os.close(fd)
-        raise
     with os.fdopen(fd, "r", encoding="utf-8", errors="strict") as handle:
         try:
             password = handle.readline().rstrip("\r\n")
@@ -138,7 +130,6 @@ def tls_context(files: TlsFiles) -> ssl.SSLContext:
             check_private_file(files.key_file, KEY_FILE)
         except FileNotFoundError:
             raise MqttError(f"MQTT client key {files.key_file} does not exist") from None
-        _refuse_readable(os.stat(files.key_file), files.key_file, KEY_FILE)
     try:
         context = ssl.create_default_context(
             cafile=None if files.ca_file is None else str(files.ca_file)
@@ -149,13 +140,3 @@ def tls_context(files: TlsFiles) -> ssl.SSLContext:
     except (ssl.SSLError, OSError) as exc:
         raise MqttError(f"mqtt.tls: cannot load the certificates or key: {exc}") from exc
     return context
-
-
-def _refuse_readable(st: os.stat_result, path: Path, kind: FileKind) -> None:
-    """A secret that group or others may read is refused, naming the fix."""
-    if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise MqttError(
-            f"{kind.name} {path} refused: readable by group or others (mode "
-            f"{stat.S_IMODE(st.st_mode):o}), but it holds a secret; fix: chmod 600 "
-            f"{shlex.quote(str(path))}"
-        )

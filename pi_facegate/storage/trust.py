@@ -45,8 +45,10 @@ class FileKind:
 
     name: str
     error: type[FacegateError]
-    #: refuse a file group or others may read (biometric data), not only one they may write
+    #: refuse a file group or others may read, not only one they may write
     private_read: bool = False
+    #: what such a file holds, for that refusal's message
+    holds: str = "biometric data"
 
 
 GALLERY = FileKind("gallery", GalleryError, private_read=True)
@@ -178,8 +180,8 @@ def _check_file_status(path: Path, kind: FileKind, st: os.stat_result) -> None:
         )
     if kind.private_read and st.st_mode & _GROUP_OTHER_ANY:
         raise kind.error(
-            f"{what}: readable by group or others (mode {_mode(st)}), but it holds biometric "
-            f"data; fix: chmod 600 {_q(path)}"
+            f"{what}: readable by group or others (mode {_mode(st)}), but it holds "
+            f"{kind.holds}; fix: chmod 600 {_q(path)}"
         )
     _check_owner(st, path, what, kind)
 
