@@ -20,7 +20,6 @@ silently ignored a tensor would produce a model that embeds faces wrongly withou
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from pi_facegate.vision.manifest import file_sha256
 from tools.facenet_graph import EMBEDDING_SIZE, expected_shapes
 
 #: dict keys under which training scripts commonly store the state_dict
@@ -63,7 +63,7 @@ def read_checkpoint(path: Path | str) -> Checkpoint:
     arrays = {key: _to_numpy(key, value) for key, value in state.items()}
     embedding, prefix, head = split_network(arrays)
     check_state(embedding)
-    return Checkpoint(embedding, _sha256(path), wrapper, prefix, head)
+    return Checkpoint(embedding, file_sha256(path), wrapper, prefix, head)
 
 
 def _torch_load(path: Path) -> Any:
@@ -232,11 +232,3 @@ def check_state(state: Mapping[str, np.ndarray]) -> None:
     bad = [k for k, v in state.items() if v.dtype.kind == "f" and not np.isfinite(v).all()]
     if bad:
         raise CheckpointError(f"NaN or infinite weights in {', '.join(bad[:SHOW])}")
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()

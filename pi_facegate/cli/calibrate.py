@@ -175,11 +175,15 @@ def write_override(manifest_path: Path, result: dict) -> Path:
     embedding = {key: result[key] for key in OVERRIDE_KEYS if key in result}
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    with os.fdopen(fd, "w") as fh:
-        json.dump({"embedding": embedding}, fh, indent=2)
-        fh.write("\n")
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, target)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump({"embedding": embedding}, fh, indent=2)
+            fh.write("\n")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)  # the old override stays whole until the new one is complete
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return target
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 from pi_facegate.core.open_set import ImpostorTable
 from pi_facegate.exc import ModelError
 from pi_facegate.paths import models_dir
+from pi_facegate.storage.trust import FileKind, check_private_file
 
 
 @dataclass(frozen=True)
@@ -116,6 +116,7 @@ def impostor_table(manifest: Manifest) -> ImpostorTable | None:
 
 #: what ``facegate calibrate --write`` may set beside an embedder manifest (nothing else: the
 #: model file, its sha256, its input and its alignment are the manifest's alone)
+MODEL_OVERRIDE = FileKind("model calibration override", ModelError)
 OVERRIDE_KEYS = frozenset(
     {"threshold", "min_margin", "loosest_threshold", "impostor_far", "calibration", "calibrated"}
 )
@@ -130,20 +131,14 @@ def apply_override(path: Path, data: dict[str, Any]) -> None:
     """Merge ``NAME.override.json`` (written by ``facegate calibrate --write``) into ``data``.
 
     It decides who gets in, so it is held to the manifest's own standing: not a link, owned
-    by root or this user, writable by nobody else; only :data:`OVERRIDE_KEYS` of
+    by root or this user, writable by nobody else, in a folder nobody else may write
+    (:func:`pi_facegate.storage.trust.check_private_file`); only :data:`OVERRIDE_KEYS` of
     ``embedding``. Anything else is a :class:`ModelError` naming the file, never ignored.
     """
     extra = override_path(path)
     if not os.path.lexists(extra):
         return
-    st = os.lstat(extra)
-    if stat.S_ISLNK(st.st_mode) or not stat.S_ISREG(st.st_mode):
-        raise ModelError(f"{extra}: refused: not a regular file (links are not followed)")
-    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH) or st.st_uid not in (0, os.getuid()):
-        raise ModelError(
-            f"{extra}: refused: it must be owned by root or this user and writable by nobody "
-            f"else (mode {stat.S_IMODE(st.st_mode):o}, uid {st.st_uid}); fix: chmod 644"
-        )
+    check_private_file(extra, MODEL_OVERRIDE)  # the state files' rules: nobody else wrote it
     try:
         section = json.loads(extra.read_text())["embedding"]
         unknown = set(section) - OVERRIDE_KEYS
