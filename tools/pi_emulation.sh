@@ -44,38 +44,12 @@ IN_FACEDATA=/home/pi/shared/facedata
 
 declare -A SECONDS_OF=()
 PHASES=()
+TAG=pi_emulation
+# shellcheck source=tools/root_common.sh
+source "$HERE/tools/root_common.sh"
 MOUNTS=() # mount points inside ROOT, in mount order
 
-log() { printf '[pi_emulation %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
-die() {
-  printf '[pi_emulation] FAILED: %s\n' "$*" >&2
-  exit 1
-}
-
-# phase NAME COMMAND...: run it, record and print its wall time
-phase() {
-  local name=$1 start end
-  shift
-  log "== $name"
-  start=$(date +%s.%N)
-  "$@"
-  end=$(date +%s.%N)
-  SECONDS_OF[$name]=$(awk -v a="$start" -v b="$end" 'BEGIN {printf "%.0f", b - a}')
-  PHASES+=("$name")
-  log "== $name: ${SECONDS_OF[$name]} s"
-}
-
-# ----------------------------------------------------------------------------- host setup
-host_packages() {
-  local p missing=()
-  for p in qemu-user-static binfmt-support debootstrap; do
-    dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed$' || missing+=("$p")
-  done
-  [ ${#missing[@]} -eq 0 ] && return 0
-  log "installing on this host: ${missing[*]}"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
-}
+host_packages() { need_packages qemu-user-static binfmt-support debootstrap; }
 
 # binfmt_misc runs arm64 binaries through qemu-aarch64-static. The F flag makes the kernel open
 # the interpreter now, so it works inside the chroot without a copy of qemu there.
@@ -91,13 +65,6 @@ binfmt() {
   log "binfmt_misc: qemu-aarch64 $(head -n1 "$entry"), $(grep '^flags' "$entry"), $(qemu-aarch64-static --version | head -n1)"
 }
 
-# The Debian mirror this host's apt uses (deb822 or one-line format), else Debian's default.
-host_mirror() {
-  local uri
-  uri=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/*.sources 2>/dev/null | grep -v security || true)
-  [ -n "$uri" ] || uri=$(awk '$1 == "deb" && $2 !~ /security/ {print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)
-  echo "${uri:-http://deb.debian.org/debian}"
-}
 
 # ------------------------------------------------------------------------------ the roots
 mounts_under() { awk -v r="$1" '$5 == r || index($5, r "/") == 1 {print $5}' /proc/self/mountinfo; }
@@ -190,21 +157,7 @@ host_settings() {
 }
 
 # The clone a Pi user would have: tracked and new files, no venvs, caches or build output.
-copy_repo() {
-  local dest="$ROOT$CLONE"
-  mkdir -p "$dest"
-  if git -C "$HERE" rev-parse --git-dir >/dev/null 2>&1; then
-    (
-      cd "$HERE"
-      git ls-files -z --cached --others --exclude-standard |
-        while IFS= read -r -d '' f; do [ -e "$f" ] && printf '%s\0' "$f"; done |
-        tar --null -T - -cf -
-    ) | tar -C "$dest" -xf -
-  else
-    tar -C "$HERE" --exclude='.venv*' --exclude=.git --exclude=var --exclude=__pycache__ \
-      --exclude='*.egg-info' -cf - . | tar -C "$dest" -xf -
-  fi
-}
+copy_repo() { copy_clone "$ROOT$CLONE"; }
 
 fresh_root() {
   release_stale_mounts
@@ -358,8 +311,7 @@ summary() {
   local name cpu
   echo
   echo "pi_emulation: Debian $SUITE $ARCH under $(qemu-aarch64-static --version | head -n1), $(nproc) host cores"
-  printf '  %-34s %8s\n' phase "wall s"
-  for name in "${PHASES[@]}"; do printf '  %-34s %8s\n' "$name" "${SECONDS_OF[$name]}"; done
+  phase_table
   for cpu in "${CPUS[@]}"; do
     grep -h "^SUMMARY $cpu " "$LOGS/appliance-$cpu.log" | sed 's/^SUMMARY /  /'
   done

@@ -39,42 +39,12 @@ BOOT_LIMIT=900 # seconds: a hang must fail CI, not eat its 90 minutes
 
 declare -A SECONDS_OF=()
 PHASES=()
+TAG=systemd_container
+# shellcheck source=tools/root_common.sh
+source "$HERE/tools/root_common.sh"
 
-log() { printf '[systemd_container %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
-die() {
-  printf '[systemd_container] FAILED: %s\n' "$*" >&2
-  exit 1
-}
+host_packages() { need_packages systemd-container debootstrap; }
 
-phase() {
-  local name=$1 start end
-  shift
-  log "== $name"
-  start=$(date +%s.%N)
-  "$@"
-  end=$(date +%s.%N)
-  SECONDS_OF[$name]=$(awk -v a="$start" -v b="$end" 'BEGIN {printf "%.0f", b - a}')
-  PHASES+=("$name")
-  log "== $name: ${SECONDS_OF[$name]} s"
-}
-
-host_packages() {
-  local p missing=()
-  for p in systemd-container debootstrap; do
-    dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed$' || missing+=("$p")
-  done
-  [ ${#missing[@]} -eq 0 ] && return 0
-  log "installing on this host: ${missing[*]}"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
-}
-
-host_mirror() {
-  local uri
-  uri=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/*.sources 2>/dev/null | grep -v security || true)
-  [ -n "$uri" ] || uri=$(awk '$1 == "deb" && $2 !~ /security/ {print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)
-  echo "${uri:-http://deb.debian.org/debian}"
-}
 
 base_key() { echo "$SUITE amd64 minbase $BASE_PACKAGES"; }
 
@@ -119,16 +89,7 @@ host_settings() {
 }
 
 # the clone a Pi user would have: tracked and new files, no venvs or caches
-copy_repo() {
-  local dest="$ROOT$CLONE"
-  mkdir -p "$dest"
-  (
-    cd "$HERE"
-    git ls-files -z --cached --others --exclude-standard |
-      while IFS= read -r -d '' f; do [ -e "$f" ] && printf '%s\0' "$f"; done |
-      tar --null -T - -cf -
-  ) | tar -C "$dest" -xf -
-}
+copy_repo() { copy_clone "$ROOT$CLONE"; }
 
 fresh_root() {
   rm -rf --one-file-system "$ROOT"
@@ -227,8 +188,7 @@ summary() {
   local name
   echo
   echo "systemd_container: Debian $SUITE amd64 under systemd-nspawn $(systemd-nspawn --version | head -n1 | awk '{print $2}'), $(nproc) host cores"
-  printf '  %-34s %8s\n' phase "wall s"
-  for name in "${PHASES[@]}"; do printf '  %-34s %8s\n' "$name" "${SECONDS_OF[$name]}"; done
+  phase_table
   grep -h '^SUMMARY ' "$LOGS/result.txt" | sed 's/^SUMMARY /  /'
   echo "  logs: $LOGS"
 }
